@@ -1,0 +1,60 @@
+"""``bayeslmm.fit``: one entry point for REML, ML and Bayesian fits."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .design import build_spec
+from .reml import RemlFit, fit_reml
+
+__all__ = ["fit"]
+
+METHODS = ("nuts", "reml", "ml")
+
+
+def fit(
+    formula: str,
+    data: pd.DataFrame,
+    method: str = "nuts",
+    *,
+    missing: str = "drop",
+    **kwargs,
+):
+    """Fit a linear mixed model written as an lme4/brms-style formula.
+
+    Parameters
+    ----------
+    formula : str
+        E.g. ``"Reaction ~ Days + (Days | Subject)"``.  Random terms: ``(e | g)``,
+        ``(e || g)`` (independent), ``(e | a/b)`` (nested), ``(e | a:b)``.
+    data : pandas.DataFrame
+    method : {"nuts", "reml", "ml"}
+        ``"nuts"`` (default): Bayesian fit sampled with NUTS.  ``"reml"``/``"ml"``: lme4's
+        profiled-deviance fit by restricted or full maximum likelihood.
+    missing : {"drop", "raise"}
+        What to do with rows that have missing values in used columns.
+    **kwargs
+        Passed to the engine (for REML/ML: ``start``, ``max_evals``; for NUTS see
+        :class:`bayeslmm.Model.fit`).
+
+    Returns
+    -------
+    RemlFit or BayesFit
+    """
+    key = str(method).lower()
+    if key not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if key in ("reml", "ml"):
+        spec = build_spec(formula, data, missing=missing)
+        return fit_reml(spec, reml=key == "reml", **kwargs)
+    from .bayes import Model  # imports PyMC: only when a Bayesian fit is asked for
+
+    return Model(formula, data, missing=missing, priors=kwargs.pop("priors", None)).fit(
+        **kwargs
+    )
+
+
+def fit_reml_formula(formula: str, data: pd.DataFrame, reml: bool = True,
+                     missing: str = "drop") -> RemlFit:
+    """Shortcut used by the Bayesian model and the CLI."""
+    return fit_reml(build_spec(formula, data, missing=missing), reml=reml)

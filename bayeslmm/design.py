@@ -1,0 +1,317 @@
+"""Build a :class:`~bayeslmm.spec.ModelSpec` from a formula and a DataFrame.
+
+Steps: split the formula (``formula.py``), check every column it names, drop (or refuse)
+rows with missing values, then let formulae build the fixed design and each random
+term's per-row columns, and build the grouping factors' level codes here.
+
+Factor level order follows R: an unordered pandas categorical keeps its category order
+(formulae would sort it, so it is handed over as an ordered categorical), unused
+categories are dropped, and other non-numeric columns are sorted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+
+import numpy as np
+import pandas as pd
+from formulae import design_matrices, model_description
+
+from .formula import ParsedFormula, RandomTerm, parse_formula
+from .spec import ModelSpec, RandomBlock
+
+__all__ = ["build_spec"]
+
+RANK_TOLERANCE = 1e-7  # lme4's default tolerance for dropping aliased X columns
+
+
+def _formulae_call(what: str, formula: str, func, *args, **kwargs):
+    """Run a formulae function; turn its parse errors into a ValueError naming the formula."""
+    try:
+        return func(*args, **kwargs)
+    except (ValueError, TypeError, KeyError, NameError, SyntaxError) as err:
+        raise ValueError(f"could not parse formula {formula!r} ({what}): {err}") from None
+    except Exception as err:  # formulae's ParseError/ScanError derive from Exception
+        raise ValueError(f"could not parse formula {formula!r} ({what}): {err}") from None
+
+
+def _variables(expr: str, formula: str) -> set[str]:
+    """Column names that a (one-sided) formulae expression reads."""
+    description = _formulae_call(expr, formula, model_description, expr)
+    names: set[str] = set()
+    if getattr(description, "response", None) is not None:
+        names |= set(description.response.var_names)
+    for term in description.terms:
+        names |= set(getattr(term, "var_names", set()))
+    names.discard("")
+    return names
+
+
+def _check_columns(names: set[str], data: pd.DataFrame, formula: str) -> None:
+    columns = [str(c) for c in data.columns]
+    for name in sorted(names):
+        if name not in data.columns:
+            close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(
+                f"unknown column {name!r} in formula {formula!r}{hint} "
+                f"(data has columns: {', '.join(columns)})"
+            )
+
+
+def _drop_missing(
+    data: pd.DataFrame, columns: list[str], missing: str
+) -> tuple[pd.DataFrame, int]:
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    used = data[columns]
+    na_rows = used.isna().any(axis=1)
+    n_na = int(na_rows.sum())
+    if n_na == 0:
+        return used, 0
+    counts = used.isna().sum()
+    detail = ", ".join(f"{col} ({int(k)})" for col, k in counts.items() if k > 0)
+    if missing == "raise":
+        raise ValueError(
+            f"{n_na} of {len(data)} rows have missing values (NaN) in columns used by the "
+            f"model: {detail}; drop them first or use missing='drop'"
+        )
+    if n_na == len(data):
+        raise ValueError(
+            f"no rows left: all {len(data)} rows have missing values in columns {detail}"
+        )
+    warnings.warn(
+        f"dropped {n_na} of {len(data)} rows with missing values in columns: {detail}",
+        UserWarning,
+        stacklevel=4,
+    )
+    return used.loc[~na_rows], n_na
+
+
+def _prepare_for_formulae(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep R's level order: formulae honours category order only for ordered categoricals."""
+    frame = frame.copy()
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.cat.remove_unused_categories()
+            frame[col] = values.cat.as_ordered()
+        elif values.dtype == bool:
+            frame[col] = values.astype(float)
+    return frame
+
+
+def _check_response(parsed: ParsedFormula, frame: pd.DataFrame, names: set[str]) -> None:
+    for name in names:
+        column = frame[name]
+        if not (pd.api.types.is_numeric_dtype(column) or column.dtype == bool):
+            raise TypeError(
+                f"response {parsed.response!r} must be numeric, but column {name!r} has "
+                f"dtype {column.dtype}"
+            )
+
+
+def _finite_or_raise(values: np.ndarray, names: list[str], what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        cols = bad.any(axis=0) if values.ndim == 2 else np.array([True])
+        which = [n for n, b in zip(names, cols, strict=True) if b]
+        raise ValueError(
+            f"{what} {', '.join(which)} has {int(bad.sum())} non-finite values (inf or NaN) "
+            "after transformation, e.g. log of zero"
+        )
+
+
+def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop columns that are linear combinations of earlier ones (lme4 keeps the first)."""
+    if X.shape[1] == 0:
+        return X, names, []
+    r = np.linalg.qr(X, mode="r")
+    scale = np.linalg.norm(X, axis=0)
+    diag = np.abs(np.diag(r))[: X.shape[1]]
+    if diag.shape[0] < X.shape[1]:
+        diag = np.concatenate([diag, np.zeros(X.shape[1] - diag.shape[0])])
+    # |R_jj| is the norm of column j's part orthogonal to all earlier columns
+    keep = (diag > RANK_TOLERANCE * scale) & (scale > 0)
+    if keep.all():
+        return X, names, []
+    dropped = [n for n, k in zip(names, keep, strict=True) if not k]
+    return X[:, keep], [n for n, k in zip(names, keep, strict=True) if k], dropped
+
+
+def _grouping(frame: pd.DataFrame, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Level codes and labels of the (interaction of the) grouping columns."""
+    parts_codes = []
+    parts_labels = []
+    for name in names:
+        column = frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            column = column.cat.remove_unused_categories()
+            codes = column.cat.codes.to_numpy()
+            labels = [str(c) for c in column.cat.categories]
+        else:
+            uniques, codes = np.unique(column.to_numpy(), return_inverse=True)
+            if pd.api.types.is_float_dtype(column) and np.all(uniques == np.round(uniques)):
+                labels = [str(int(u)) for u in uniques]
+            else:
+                labels = [str(u) for u in uniques]
+        parts_codes.append(np.asarray(codes, dtype=np.int64))
+        parts_labels.append(labels)
+    if len(names) == 1:
+        return parts_codes[0].astype(np.intp), parts_labels[0]
+    # interaction: combinations present, ordered with the first factor varying slowest
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for codes, labels in zip(parts_codes, parts_labels, strict=True):
+        combined = combined * len(labels) + codes
+    present, codes = np.unique(combined, return_inverse=True)
+    labels = []
+    for value in present:
+        pieces = []
+        for part in reversed(parts_labels):
+            value, rem = divmod(int(value), len(part))
+            pieces.append(part[rem])
+        labels.append(":".join(reversed(pieces)))
+    return codes.astype(np.intp), labels
+
+
+def _design(expr: str, frame: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str]]:
+    matrices = _formulae_call(expr, formula, design_matrices, expr, frame, na_action="error")
+    common = matrices.common
+    if common is None:
+        return np.empty((len(frame), 0)), []
+    table = common.as_dataframe()
+    return np.asarray(table, dtype=float), [str(c) for c in table.columns]
+
+
+def _random_blocks(
+    term: RandomTerm, frame: pd.DataFrame, formula: str, n: int
+) -> list[RandomBlock]:
+    codes, levels = _grouping(frame, term.group)
+    factor = term.factor_name
+    if len(levels) < 2:
+        raise ValueError(
+            f"grouping factor {factor!r} in {term.source!r} has {len(levels)} level"
+            f"{'s' if len(levels) != 1 else ''}; a random effect needs at least 2 levels"
+        )
+    if len(levels) >= n:
+        raise ValueError(
+            f"grouping factor {factor!r} in {term.source!r} has {len(levels)} levels for "
+            f"{n} observations; the number of levels must be less than the number of "
+            "observations (lme4's check), or the random effect is confounded with the residual"
+        )
+    if term.independent:
+        description = _formulae_call(term.expr, formula, model_description, term.expr)
+        pieces = []
+        for sub in description.terms:
+            if type(sub).__name__ == "Intercept":
+                pieces.append((np.ones((n, 1)), ["Intercept"]))
+            else:
+                pieces.append(_design(f"0 + {sub.name}", frame, formula))
+    else:
+        pieces = [_design(term.expr, frame, formula)]
+    blocks = []
+    for columns, names in pieces:
+        if columns.shape[1] == 0:
+            continue
+        _finite_or_raise(columns, names, f"random-effects column(s) of {term.source!r}:")
+        block = RandomBlock(
+            factor, codes, levels, columns, names, correlated=not term.independent
+        )
+        if block.n_effects >= n:
+            raise ValueError(
+                f"the number of observations ({n}) is not more than the number of random "
+                f"effects ({block.n_effects} = {block.n_levels} levels x {block.q} terms) for "
+                f"term {term.source!r}; the random-effects parameters and the residual variance "
+                "are probably unidentifiable (lme4's check)"
+            )
+        blocks.append(block)
+    if not blocks:
+        raise ValueError(f"random-effects term {term.source!r} has no columns")
+    return blocks
+
+
+def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> ModelSpec:
+    """Turn an lme4-style formula and a DataFrame into a :class:`ModelSpec`.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + (x | g)"``; fixed part in formulae syntax (``C()``, ``scale()``,
+        ``center()``, ``I()``, ``np.log(x)``, interactions, ``0 +``), random terms
+        ``(e | g)``, ``(e || g)``, ``(e | a/b)``, ``(e | a:b)``.
+    data : pandas.DataFrame
+    missing : {"drop", "raise"}
+        Rows with a missing value in any used column are dropped with a warning that
+        counts them (default) or make this function raise.
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ValueError
+        Unknown column, unparsable formula, grouping factor with fewer than 2 levels or
+        as many levels as rows, too many random effects, no rows left, non-finite values.
+    TypeError
+        Non-numeric response, ``data`` not a DataFrame.
+
+    Notes
+    -----
+    A rank-deficient X is not an error: as lme4 does, the aliased columns (each a linear
+    combination of earlier ones) are dropped with a warning that names them.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    parsed = parse_formula(formula)
+    fixed_formula = f"{parsed.response} ~ {parsed.fixed}"
+    response_vars = _variables(parsed.response, formula)
+    fixed_vars = _variables(parsed.fixed, formula) if parsed.fixed not in ("0", "1") else set()
+    used = set(response_vars) | fixed_vars
+    for term in parsed.random:
+        used |= _variables(term.expr, formula) if term.expr not in ("0", "1") else set()
+        used |= set(term.group)
+    _check_columns(used, data, formula)
+    columns = [c for c in data.columns if c in used]
+    frame, n_dropped = _drop_missing(data, columns, missing)
+    _check_response(parsed, frame, response_vars)
+    frame = _prepare_for_formulae(frame)
+
+    matrices = _formulae_call("fixed part", formula, design_matrices, fixed_formula, frame,
+                              na_action="error")
+    y = np.asarray(matrices.response.design_matrix, dtype=float).reshape(-1)
+    _finite_or_raise(y, [parsed.response], "response")
+    if matrices.common is None:
+        X, x_names = np.empty((len(frame), 0)), []
+    else:
+        table = matrices.common.as_dataframe()
+        X, x_names = np.asarray(table, dtype=float), [str(c) for c in table.columns]
+    _finite_or_raise(X, x_names, "fixed-effect column(s)")
+    X, x_names, dropped = _drop_aliased(X, x_names)
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column{'s' if len(dropped) > 1 else ''} / coefficient"
+            f"{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
+            UserWarning,
+            stacklevel=2,
+        )
+    n = len(frame)
+    if n <= X.shape[1]:
+        raise ValueError(f"{n} observations are not enough for {X.shape[1]} fixed effects")
+    blocks: list[RandomBlock] = []
+    for term in parsed.random:
+        blocks.extend(_random_blocks(term, frame, formula, n))
+    return ModelSpec(
+        formula=formula,
+        response=parsed.response,
+        y=y,
+        X=X,
+        x_names=x_names,
+        blocks=blocks,
+        row_index=frame.index,
+        n_dropped=n_dropped,
+        dropped_columns=dropped,
+        fixed_design=matrices.common,
+    )

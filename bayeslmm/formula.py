@@ -1,0 +1,178 @@
+"""Split an lme4-style formula into its fixed part and its random-effects terms.
+
+formulae parses the fixed part (and the per-term design of each random-effects
+expression), but it has no ``||`` and it splits ``(1 + x | g)`` into separate terms.
+So the random terms are cut out of the formula string here, at the top level, before
+formulae sees anything, and each keeps its own expression, grouping factor(s) and
+whether it was written with ``||``.
+
+Grouping syntax follows lme4: ``(e | a/b)`` is ``(e | a) + (e | a:b)``; ``a:b`` is the
+interaction factor of a and b (the combinations present in the data).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["RandomTerm", "ParsedFormula", "parse_formula"]
+
+_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One ``(expr | group)`` term after ``/`` expansion.
+
+    Attributes
+    ----------
+    expr : str
+        The left-hand side, e.g. ``"1 + Days"`` or ``"0 + f"``.
+    group : tuple of str
+        Column names whose interaction is the grouping factor (one name for ``(e|g)``,
+        two for ``(e|a:b)``).
+    independent : bool
+        True for ``||``: every formula term of ``expr`` becomes its own block (lme4's
+        ``expandDoubleVerts``).
+    source : str
+        The term as written, for messages.
+    """
+
+    expr: str
+    group: tuple[str, ...]
+    independent: bool
+    source: str
+
+    @property
+    def factor_name(self) -> str:
+        return ":".join(self.group)
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """The formula split in three: response, fixed part, random terms."""
+
+    formula: str
+    response: str
+    fixed: str
+    random: tuple[RandomTerm, ...]
+
+
+def _matching_paren(text: str, start: int, formula: str) -> int:
+    depth = 0
+    for pos in range(start, len(text)):
+        if text[pos] == "(":
+            depth += 1
+        elif text[pos] == ")":
+            depth -= 1
+            if depth == 0:
+                return pos
+    raise ValueError(f"could not parse formula {formula!r}: unbalanced parentheses")
+
+
+def _top_level_bar(inner: str) -> tuple[int, int] | None:
+    """Position and width of the top-level ``|`` or ``||`` in ``inner``."""
+    depth = 0
+    for pos, char in enumerate(inner):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            width = 2 if inner[pos:pos + 2] == "||" else 1
+            return pos, width
+    return None
+
+
+def _expand_group(group: str, source: str, formula: str) -> list[tuple[str, ...]]:
+    """``a/b/c`` -> [(a,), (a, b), (a, b, c)]; ``a:b`` -> [(a, b)]."""
+    nested = [part.strip() for part in group.split("/")]
+    result = []
+    prefix: list[str] = []
+    for part in nested:
+        names = [name.strip() for name in part.split(":")]
+        for name in names:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"could not parse formula {formula!r}: grouping factor {name!r} in "
+                    f"{source!r} must be a column name (or a:b, a/b of column names)"
+                )
+        prefix = prefix + names
+        result.append(tuple(prefix))
+    return result
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Split ``formula`` into response, fixed part and random-effects terms.
+
+    Parameters
+    ----------
+    formula : str
+        lme4/brms-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+
+    Returns
+    -------
+    ParsedFormula
+
+    Raises
+    ------
+    ValueError
+        When there is no ``~``, no response, unbalanced parentheses or a malformed
+        random-effects term.
+    """
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string, got {type(formula).__name__}")
+    if formula.count("~") != 1:
+        raise ValueError(
+            f"could not parse formula {formula!r}: expected exactly one '~' "
+            "separating the response from the predictors"
+        )
+    lhs, rhs = (side.strip() for side in formula.split("~"))
+    if not lhs:
+        raise ValueError(f"could not parse formula {formula!r}: no response before '~'")
+    if not rhs:
+        raise ValueError(f"could not parse formula {formula!r}: nothing after '~'")
+
+    random: list[RandomTerm] = []
+    fixed_parts: list[str] = []
+    pos = 0
+    while pos < len(rhs):
+        char = rhs[pos]
+        if char == ")":
+            raise ValueError(f"could not parse formula {formula!r}: unbalanced parentheses")
+        if char != "(":
+            fixed_parts.append(char)
+            pos += 1
+            continue
+        end = _matching_paren(rhs, pos, formula)
+        inner = rhs[pos + 1:end]
+        preceding = "".join(fixed_parts).rstrip()
+        is_call = bool(preceding) and (preceding[-1].isalnum() or preceding[-1] in "_.")
+        bar = None if is_call else _top_level_bar(inner)
+        if bar is None:
+            fixed_parts.append(rhs[pos:end + 1])
+        else:
+            at, width = bar
+            expr, group = inner[:at].strip(), inner[at + width:].strip()
+            source = rhs[pos:end + 1]
+            if not expr or not group:
+                raise ValueError(
+                    f"could not parse formula {formula!r}: random-effects term {source!r} "
+                    "needs an expression and a grouping factor, as in (1 | g)"
+                )
+            for names in _expand_group(group, source, formula):
+                random.append(RandomTerm(expr, names, width == 2, source))
+            # drop the '+' that joined this term to the fixed part
+            stripped = preceding
+            if stripped.endswith("+"):
+                stripped = stripped[:-1]
+            fixed_parts = [stripped]
+        pos = end + 1
+
+    fixed = "".join(fixed_parts).strip()
+    fixed = re.sub(r"^\s*\+", "", fixed).strip()
+    if not fixed:
+        fixed = "1"
+    elif fixed in ("0", "-1") or re.fullmatch(r"0\s*\+?\s*|-\s*1", fixed):
+        fixed = "0"
+    return ParsedFormula(formula, lhs, fixed, tuple(random))

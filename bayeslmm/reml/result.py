@@ -1,0 +1,247 @@
+"""``RemlFit``: the estimates of a REML/ML fit, laid out the way lme4 users read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..spec import ModelSpec
+
+__all__ = ["RemlFit", "SummaryText"]
+
+
+class SummaryText(str):
+    """A string that shows itself as-is in a notebook cell or the REPL."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@dataclass
+class RemlFit:
+    """Result of :func:`bayeslmm.fit` with ``method="reml"`` or ``"ml"``.
+
+    Covariance blocks are reported in the engine's order (grouping factors by number of
+    levels, most first), as lme4 reports them.  Names follow formulae
+    (``Intercept``, ``Sex[Female]``) rather than R (``(Intercept)``, ``SexFemale``).
+    """
+
+    spec: ModelSpec
+    method: str
+    block_order: list[int]
+    theta: np.ndarray
+    lambdas: list[np.ndarray]
+    beta: np.ndarray
+    vcov_beta: np.ndarray
+    sigma: float
+    effects: list[np.ndarray]
+    criterion: float
+    deviance_ml: float
+    converged: bool
+    optimizer_message: str
+    n_evals: int
+    is_singular: bool
+    elapsed: float
+
+    # -- fixed effects -------------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effect estimates, named by X's columns."""
+        return pd.Series(self.beta, index=self.spec.x_names, name="estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effect estimates."""
+        names = self.spec.x_names
+        return pd.DataFrame(self.vcov_beta, index=names, columns=names)
+
+    @property
+    def se(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(np.sqrt(np.diag(self.vcov_beta)), index=self.spec.x_names, name="se")
+
+    @property
+    def tvalues(self) -> pd.Series:
+        """t values (estimate / standard error)."""
+        return (self.fixef / self.se).rename("t")
+
+    # -- covariance parameters -----------------------------------------------------------
+    @property
+    def blocks(self):
+        return [self.spec.blocks[k] for k in self.block_order]
+
+    def covariances(self) -> list[np.ndarray]:
+        """G_k = sigma^2 lambda_k lambda_k' per block (engine order)."""
+        return [self.sigma**2 * lam @ lam.T for lam in self.lambdas]
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components like lme4's ``as.data.frame(VarCorr(fit))``.
+
+        Columns ``group, var1, var2, vcov, sdcor``: one row per standard deviation (var2
+        missing, vcov the variance), one per correlation (vcov the covariance, sdcor the
+        correlation), and a last ``Residual`` row.
+        """
+        rows = []
+        for block, cov in zip(self.blocks, self.covariances(), strict=True):
+            sd = np.sqrt(np.diag(cov))
+            for a, term in enumerate(block.terms):
+                rows.append((block.factor, term, None, cov[a, a], sd[a]))
+            for a in range(block.q):
+                for b in range(a + 1, block.q):
+                    denom = sd[a] * sd[b]
+                    corr = cov[a, b] / denom if denom > 0 else np.nan
+                    rows.append((block.factor, block.terms[a], block.terms[b], cov[a, b], corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+    @property
+    def theta_named(self) -> pd.Series:
+        """theta with lme4-style names (``Subject.Intercept``, ``Subject.Days.Intercept``)."""
+        names = []
+        for block in self.blocks:
+            for col in range(block.q):
+                for row in range(col, block.q):
+                    if row == col:
+                        names.append(f"{block.factor}.{block.terms[row]}")
+                    else:
+                        names.append(f"{block.factor}.{block.terms[row]}.{block.terms[col]}")
+        return pd.Series(self.theta, index=names, name="theta")
+
+    # -- random effects ------------------------------------------------------------------
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes (BLUPs) per grouping factor: a DataFrame indexed by level,
+        one column per term (blocks on the same factor side by side)."""
+        out: dict[str, pd.DataFrame] = {}
+        for block, b in zip(self.blocks, self.effects, strict=True):
+            frame = pd.DataFrame(b, index=pd.Index(block.levels, name=block.factor),
+                                 columns=block.terms)
+            if block.factor in out:
+                out[block.factor] = out[block.factor].join(frame, rsuffix=".1")
+            else:
+                out[block.factor] = frame
+        return out
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels per grouping factor."""
+        return {block.factor: block.n_levels for block in self.blocks}
+
+    # -- fit statistics ------------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.spec.n
+
+    @property
+    def reml_criterion(self) -> float | None:
+        """lme4's ``REMLcrit`` (None for an ML fit)."""
+        return self.criterion if self.method == "REML" else None
+
+    @property
+    def deviance(self) -> float:
+        """-2 log likelihood with the 2 pi constant; for a REML fit, the ML deviance at
+        the REML estimates (lme4's ``deviance(fit, REML = FALSE)``)."""
+        return self.deviance_ml
+
+    @property
+    def loglik(self) -> float:
+        """Log likelihood (REML log likelihood for REML fits, as lme4's ``logLik``)."""
+        return -0.5 * self.criterion
+
+    @property
+    def n_params(self) -> int:
+        return self.spec.p + self.theta.size + 1
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.n_params
+
+    # -- fitted values -------------------------------------------------------------------
+    def _fitted_array(self) -> np.ndarray:
+        value = self.spec.X @ self.beta
+        for block, b in zip(self.blocks, self.effects, strict=True):
+            value = value + block.z_times(b)
+        return value
+
+    @property
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values X beta + Z b, indexed like the rows used."""
+        return pd.Series(self._fitted_array(), index=self.spec.row_index, name="fitted")
+
+    @property
+    def residuals(self) -> pd.Series:
+        """Response minus conditional fitted values."""
+        return pd.Series(self.spec.y - self._fitted_array(), index=self.spec.row_index,
+                         name="residual")
+
+    # -- printing ------------------------------------------------------------------------
+    def summary(self) -> SummaryText:
+        """A table like lme4's ``summary()``."""
+        lines = [
+            f"Linear mixed model fit by {self.method} (bayeslmm)",
+            f"Formula: {self.spec.formula}",
+            "",
+        ]
+        if self.method == "REML":
+            lines.append(f"REML criterion at convergence: {self.criterion:.1f}")
+        else:
+            lines.append(
+                f"     AIC      BIC   logLik deviance\n"
+                f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f}"
+            )
+        scaled = self.residuals.to_numpy() / self.sigma
+        qs = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
+        lines += ["", "Scaled residuals:",
+                  "     Min       1Q   Median       3Q      Max",
+                  " ".join(f"{v:8.4f}" for v in qs), "", "Random effects:"]
+        lines.append(_random_table(self))
+        groups = ", ".join(f"{k}, {v}" for k, v in self.ngroups.items())
+        lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        if self.spec.n_dropped:
+            lines.append(f"({self.spec.n_dropped} rows dropped for missing values)")
+        lines += ["", "Fixed effects:"]
+        table = pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.se,
+                              "t value": self.tvalues})
+        lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        if self.spec.p > 1:
+            se = self.se.to_numpy()
+            corr = self.vcov_beta / np.outer(se, se)
+            short = [n[:6] for n in self.spec.x_names]
+            cf = pd.DataFrame(corr, index=self.spec.x_names, columns=short)
+            text = cf.to_string(float_format=lambda v: f"{v:.3f}").splitlines()
+            lines += ["", "Correlation of Fixed Effects:"] + text
+        if self.is_singular:
+            lines += ["", "boundary (singular) fit: see help('isSingular')"]
+        if not self.converged:
+            lines += ["", f"optimizer did not converge: {self.optimizer_message}"]
+        return SummaryText("\n".join(lines))
+
+    def __repr__(self) -> str:
+        fixef = ", ".join(f"{k}={v:.4g}" for k, v in self.fixef.items())
+        return (f"<RemlFit {self.method} {self.spec.formula!r}: n={self.nobs}, "
+                f"sigma={self.sigma:.4g}, {fixef}>")
+
+
+def _random_table(fit: RemlFit) -> str:
+    rows = []
+    for block, cov in zip(fit.blocks, fit.covariances(), strict=True):
+        sd = np.sqrt(np.diag(cov))
+        for a, term in enumerate(block.terms):
+            corr = ""
+            if a > 0 and block.q > 1:
+                corr = " ".join(
+                    f"{cov[a, b] / (sd[a] * sd[b]):5.2f}" if sd[a] * sd[b] > 0 else "  NaN"
+                    for b in range(a)
+                )
+            rows.append((block.factor if a == 0 else "", term, f"{cov[a, a]:.4g}",
+                         f"{sd[a]:.4g}", corr))
+    rows.append(("Residual", "", f"{fit.sigma**2:.4g}", f"{fit.sigma:.4g}", ""))
+    frame = pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+    return frame.to_string(index=False)

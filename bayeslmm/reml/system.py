@@ -1,0 +1,255 @@
+"""The blocked Cholesky factor behind lme4's profiled deviance (Bates et al. 2015, sec. 3).
+
+With relative covariance factor Lambda(theta) (block diagonal, ``I_m (x) lambda_k`` for
+block k, ``lambda_k`` lower triangular q_k x q_k), lme4 factors
+
+    [Lambda'Z'Z Lambda + I   Lambda'Z'X   Lambda'Z'y]       [L_ZZ            ]
+    [X'Z Lambda              X'X          X'y       ]  =  L L',  L = [L_XZ  R_X'      ]
+    [y'Z Lambda              y'X          y'y       ]       [l_yZ  l_yX   r  ]
+
+and the profiled criteria are
+
+    ML:    log|L_ZZ|^2 + n (1 + log(2 pi r^2 / n))
+    REML:  log|L_ZZ|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p))).
+
+As in MixedModels.jl, blocks are ordered by number of levels (most first).  The first
+block's diagonal of ``Lambda'Z'Z Lambda + I`` is block diagonal (one q1 x q1 matrix per
+level), so its Cholesky factor is too, and it is never formed as one matrix.  Everything
+after it - the other random-effects blocks, X and y, together the "rest" rows R - is
+reduced to one dense Schur complement
+
+    S = Lt' (R'R - C W C') Lt + diag(I, 0),   C = R'Z_1 (sparse),
+    W = blockdiag_j( lambda_1 (lambda_1' A_j lambda_1 + I)^-1 lambda_1' ),
+
+(Lt = Lambda for the rest blocks, identity for X and y) whose dense Cholesky gives the
+remaining rows of L.  For InstEval this is a 2,972-level diagonal first block and a
+1,159 x 1,159 dense S.  Z is only ever held as sparse matrices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from ..spec import ModelSpec, RandomBlock
+from .kernels import level_structure, schur_lower_update
+
+__all__ = ["ThetaLayout", "BlockedSystem", "Factorization"]
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class ThetaLayout:
+    """Maps theta (lme4 order: per block, lower triangle of lambda column by column)
+    to the lambda matrices, with lme4's bounds and starting values."""
+
+    def __init__(self, qs: list[int]):
+        self.qs = list(qs)
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+        self.slices: list[slice] = []
+        start = 0
+        for q in self.qs:
+            upper_rows, upper_cols = np.triu_indices(q)  # row-major upper = col-major lower
+            self.rows.append(upper_cols)
+            self.cols.append(upper_rows)
+            size = q * (q + 1) // 2
+            self.slices.append(slice(start, start + size))
+            start += size
+        self.size = start
+        is_diag = np.concatenate([r == c for r, c in zip(self.rows, self.cols, strict=True)])
+        self.diagonal = is_diag
+        self.lower = np.where(is_diag, 0.0, -np.inf)
+        self.initial = np.where(is_diag, 1.0, 0.0)
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for q, rows, cols, sl in zip(self.qs, self.rows, self.cols, self.slices, strict=True):
+            lam = np.zeros((q, q))
+            lam[rows, cols] = theta[sl]
+            out.append(lam)
+        return out
+
+    def theta(self, lambdas: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(
+            [lam[r, c] for lam, r, c in zip(lambdas, self.rows, self.cols, strict=True)]
+        )
+
+
+@dataclass
+class Factorization:
+    """The pieces of L(theta) that the criteria and the estimates need."""
+
+    theta: np.ndarray
+    lambdas: list[np.ndarray]
+    chol_first: np.ndarray   # (m1, q1, q1): Cholesky factors of lambda1'A_j lambda1 + I
+    chol_rest: np.ndarray    # (r, r): Cholesky factor of the Schur complement S
+    logdet_z: float          # log|L_ZZ|^2
+    logdet_x: float          # log|R_X|^2
+    pwrss: float             # r^2, penalized weighted residual sum of squares
+
+
+class BlockedSystem:
+    """Cross products of [Z X y] arranged for the blocked factorization.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Must have at least one random-effects block.
+    """
+
+    DENSE_FLOPS = 2e7  # below this many flops, C W C' is formed densely
+
+    def __init__(self, spec: ModelSpec):
+        if not spec.blocks:
+            raise ValueError("the model has no random-effects terms; use a linear model")
+        self.spec = spec
+        # stable sort by number of levels, most first (lme4 and MixedModels.jl order)
+        self.order = sorted(range(len(spec.blocks)), key=lambda k: -spec.blocks[k].n_levels)
+        self.blocks: list[RandomBlock] = [spec.blocks[k] for k in self.order]
+        self.layout = ThetaLayout([b.q for b in self.blocks])
+        self.n, self.p = spec.n, spec.p
+        first = self.blocks[0]
+        self.m1, self.q1 = first.n_levels, first.q
+        rest = self.blocks[1:]
+        self.rz = sum(b.n_effects for b in rest)
+        self.r = self.rz + self.p + 1
+
+        # first block: per-level q1 x q1 cross products A_j = sum_{i in j} z_i z_i'
+        cols = first.columns
+        self.first_cross = np.zeros((self.m1, self.q1, self.q1))
+        for a in range(self.q1):
+            for b in range(a, self.q1):
+                sums = np.bincount(first.codes, weights=cols[:, a] * cols[:, b],
+                                   minlength=self.m1)
+                self.first_cross[:, a, b] = sums
+                self.first_cross[:, b, a] = sums
+
+        # rest rows R = [Z_2 .. Z_K, X, y]
+        z1 = first.sparse_z()
+        xy = np.column_stack([spec.X, spec.y])
+        if rest:
+            z_rest = sp.hstack([b.sparse_z() for b in rest], format="csc")
+            c_z = (z_rest.T @ z1).tocsr()
+            c_xy = sp.csr_matrix((z1.T @ xy).T)
+            self.cross_c = sp.vstack([c_z, c_xy], format="csr")
+            zz = (z_rest.T @ z_rest).toarray()
+            zxy = np.asarray(z_rest.T @ xy)
+            self.cross_rest = np.block([[zz, zxy], [zxy.T, xy.T @ xy]])
+        else:
+            self.cross_c = sp.csr_matrix((z1.T @ xy).T)
+            self.cross_rest = xy.T @ xy
+        self.use_dense = self.r * self.r * self.m1 * self.q1 < self.DENSE_FLOPS
+        if self.use_dense:
+            self.cross_c_dense = self.cross_c.toarray().reshape(self.r, self.m1, self.q1)
+        else:
+            self.levels_c = level_structure(self.cross_c, self.m1, self.q1)
+        self._rest_q = [b.q for b in rest]
+        self._rest_m = [b.n_levels for b in rest]
+        self.rest_all_scalar = all(q == 1 for q in self._rest_q)
+
+    # -- one evaluation ------------------------------------------------------------------
+    def _weights_first(self, lam1: np.ndarray):
+        """Cholesky factors of M_j = lam1'A_j lam1 + I and W_j = lam1 M_j^-1 lam1'."""
+        if self.q1 == 1:
+            lam = lam1[0, 0]
+            m = lam * lam * self.first_cross[:, 0, 0] + 1.0
+            chol = np.sqrt(m)[:, None, None]
+            weights = (lam * lam / m)[:, None, None]
+            return chol, weights, np.log(m).sum()
+        m = np.einsum("ba,jbc,cd->jad", lam1, self.first_cross, lam1)
+        m[:, np.arange(self.q1), np.arange(self.q1)] += 1.0
+        chol = np.linalg.cholesky(m)
+        logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum()
+        solved = np.linalg.solve(m, np.broadcast_to(lam1.T, m.shape))  # M_j^-1 lam1'
+        weights = np.einsum("ab,jbc->jac", lam1, solved)
+        return chol, weights, logdet
+
+    def _schur(self, weights: np.ndarray) -> np.ndarray:
+        """R'R - C W C' (only the lower triangle is guaranteed on the sparse path)."""
+        if self.use_dense:
+            cw = np.einsum("rja,jab->rjb", self.cross_c_dense, weights)
+            return self.cross_rest - cw.reshape(self.r, -1) @ self.cross_c_dense.reshape(
+                self.r, -1).T
+        pointers, rows, values = self.levels_c
+        return schur_lower_update(self.cross_rest.copy(), pointers, rows, values,
+                                  np.ascontiguousarray(weights))
+
+    def _scale_rest(self, dense: np.ndarray, lambdas: list[np.ndarray]) -> np.ndarray:
+        """Lt' D Lt for symmetric D, with Lt = blockdiag(I_m (x) lambda_k, I_{p+1})."""
+        if self.rest_all_scalar:
+            scale = np.concatenate(
+                [np.full(m, lam[0, 0]) for m, lam in zip(self._rest_m, lambdas, strict=True)]
+                + [np.ones(self.p + 1)]
+            )
+            dense *= scale[:, None]
+            dense *= scale[None, :]
+            return dense
+        lt = sp.block_diag(
+            [sp.kron(sp.identity(m), lam) for m, lam in zip(self._rest_m, lambdas, strict=True)]
+            + [sp.identity(self.p + 1)],
+            format="csr",
+        )
+        half = np.asarray(lt.T @ dense)
+        return np.asarray(lt.T @ half.T)
+
+    def factorize(self, theta: np.ndarray) -> Factorization:
+        """Blocked Cholesky factor of the augmented system at ``theta``."""
+        theta = np.asarray(theta, dtype=float)
+        lambdas = self.layout.lambdas(theta)
+        chol1, weights, logdet1 = self._weights_first(lambdas[0])
+        schur = self._scale_rest(self._schur(weights), lambdas[1:])
+        idx = np.arange(self.rz)
+        schur[idx, idx] += 1.0
+        chol_rest = sla.cholesky(schur, lower=True, check_finite=False)
+        diag = np.diagonal(chol_rest)
+        logdet_z = logdet1 + 2.0 * np.log(diag[: self.rz]).sum()
+        logdet_x = 2.0 * np.log(diag[self.rz: self.rz + self.p]).sum()
+        pwrss = float(diag[-1] ** 2)
+        return Factorization(theta, lambdas, chol1, chol_rest, float(logdet_z),
+                             float(logdet_x), pwrss)
+
+    def criterion(self, fac: Factorization, reml: bool) -> float:
+        """lme4's REML criterion or ML deviance (-2 log L, 2 pi constant included)."""
+        if reml:
+            dof = self.n - self.p
+            return fac.logdet_z + fac.logdet_x + dof * (1.0 + LOG_2PI + np.log(fac.pwrss / dof))
+        return fac.logdet_z + self.n * (1.0 + LOG_2PI + np.log(fac.pwrss / self.n))
+
+    def objective(self, theta: np.ndarray, reml: bool) -> float:
+        try:
+            return self.criterion(self.factorize(theta), reml)
+        except (np.linalg.LinAlgError, ValueError):
+            return np.inf
+
+    # -- estimates at theta -------------------------------------------------------------
+    def solve(self, fac: Factorization) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Fixed effects beta and spherical modes u (list of (m_k, q_k), engine order)."""
+        chol = fac.chol_rest
+        x_rest = sla.solve_triangular(chol[:-1, :-1], chol[-1, :-1], trans="T", lower=True,
+                                      check_finite=False)
+        beta = x_rest[self.rz:]
+        modes: list[np.ndarray] = [np.empty(0)]
+        start = 0
+        b_rest = []
+        for block, lam in zip(self.blocks[1:], fac.lambdas[1:], strict=True):
+            u = x_rest[start: start + block.n_effects].reshape(block.n_levels, block.q)
+            modes.append(u)
+            b_rest.append((u @ lam.T).ravel())
+            start += block.n_effects
+        w = np.concatenate(b_rest + [beta, [-1.0]]) * -1.0
+        v = np.asarray(self.cross_c.T @ w).reshape(self.m1, self.q1)  # Z1'(y - X beta - Zr br)
+        lam1 = fac.lambdas[0]
+        rhs = v @ lam1  # rows: lam1' v_j
+        chol1 = fac.chol_first
+        half = np.linalg.solve(chol1, rhs[:, :, None])
+        u1 = np.linalg.solve(np.transpose(chol1, (0, 2, 1)), half)[:, :, 0]
+        modes[0] = u1
+        return beta, modes
+
+    def fixed_precision_factor(self, fac: Factorization) -> np.ndarray:
+        """R_X' (lower triangular p x p): vcov(beta) = sigma^2 (R_X' R_X)^-1."""
+        return fac.chol_rest[self.rz: self.rz + self.p, self.rz: self.rz + self.p]

@@ -1,0 +1,127 @@
+"""The engine-independent model description: ``ModelSpec`` and its ``RandomBlock`` list.
+
+Both the REML engine and the PyMC builder read a ``ModelSpec``; neither knows about
+formulas.  A model is
+
+    y = X beta + sum_k Z_k b_k + e,   e ~ N(0, sigma^2 I),
+
+and block k's random effects ``b_k`` are ``n_levels x q`` (one row of q effects per level
+of its grouping factor, rows independent with covariance G_k).  Its design ``Z_k`` is
+never stored densely: row i of ``Z_k`` has the q numbers ``columns[i]`` in the q slots of
+level ``codes[i]`` and zeros elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = ["RandomBlock", "ModelSpec"]
+
+
+@dataclass
+class RandomBlock:
+    """One random-effects block: a grouping factor and q per-row design columns.
+
+    Attributes
+    ----------
+    factor : str
+        Grouping-factor name (``"Subject"``, ``"dept:service"``).
+    codes : ndarray of int, shape (n,)
+        Level index of every row, in ``0 .. n_levels - 1``.
+    levels : list of str
+        Level labels, in code order.
+    columns : ndarray of float, shape (n, q)
+        Per-row design columns (``Z``'s nonzeros).
+    terms : list of str
+        Names of the q columns (``"Intercept"``, ``"Days"``, ``"f[b]"``).
+    correlated : bool
+        Whether the q effects have a full covariance (``(x | g)``); False for the
+        1 x 1 blocks that ``(x || g)`` expands into.
+    """
+
+    factor: str
+    codes: np.ndarray
+    levels: list[str]
+    columns: np.ndarray
+    terms: list[str]
+    correlated: bool = True
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def q(self) -> int:
+        return self.columns.shape[1]
+
+    @property
+    def n_effects(self) -> int:
+        return self.n_levels * self.q
+
+    def sparse_z(self) -> sp.csc_matrix:
+        """Z as a sparse n x (n_levels * q) matrix, columns level-major (level j's q
+        columns are ``j*q .. j*q + q - 1``)."""
+        n, q = self.columns.shape
+        rows = np.repeat(np.arange(n), q)
+        cols = (self.codes[:, None] * q + np.arange(q)[None, :]).ravel()
+        return sp.csc_matrix(
+            (self.columns.ravel(), (rows, cols)), shape=(n, self.n_effects)
+        )
+
+    def z_times(self, effects: np.ndarray) -> np.ndarray:
+        """Z b for effects given as an (n_levels, q) array (or (..., n_levels, q))."""
+        return np.einsum("...iq,iq->...i", effects[..., self.codes, :], self.columns)
+
+
+@dataclass
+class ModelSpec:
+    """Everything an engine needs to fit ``y = X beta + Z b + e``.
+
+    Attributes
+    ----------
+    formula : str
+        The formula as given.
+    response : str
+        Name of the response expression.
+    y : ndarray, shape (n,)
+    X : ndarray, shape (n, p)
+    x_names : list of str
+        Column names of ``X`` (formulae's naming: ``Intercept``, ``Sex[Female]``).
+    blocks : list of RandomBlock
+        In formula order.
+    row_index : pandas.Index
+        Index labels (in the input DataFrame) of the rows used.
+    n_dropped : int
+        Rows dropped for missing values.
+    dropped_columns : list of str
+        Fixed-effect columns dropped because X was rank deficient.
+    fixed_design : object
+        formulae's ``CommonEffectsMatrix`` of the fixed part, for new data.
+    """
+
+    formula: str
+    response: str
+    y: np.ndarray
+    X: np.ndarray
+    x_names: list[str]
+    blocks: list[RandomBlock]
+    row_index: pd.Index
+    n_dropped: int = 0
+    dropped_columns: list[str] = field(default_factory=list)
+    fixed_design: object | None = None
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    def factors(self) -> dict[str, int]:
+        """Number of levels of each grouping factor, in block order."""
+        return {block.factor: block.n_levels for block in self.blocks}

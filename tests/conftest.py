@@ -1,0 +1,49 @@
+"""Shared helpers: golden lme4 values and a comparison that names what differs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# reference case prefix -> bundled data set
+DATASET_OF_CASE = {
+    "sleep": "sleepstudy", "ortho": "orthodont", "penicillin": "penicillin",
+    "pastes": "pastes", "dyestuff": "dyestuff", "dyestuff2": "dyestuff2",
+    "ergostool": "ergostool", "radon": "radon", "insteval": "insteval",
+}
+
+
+def load_case(name: str) -> dict:
+    """lme4 1.1-31 reference fit from ../shared/refs/lme4 (copied into tests/golden)."""
+    return json.loads((GOLDEN / "lme4" / f"{name}.json").read_text())
+
+
+def shared_case_names() -> list[str]:
+    return sorted(p.stem for p in (GOLDEN / "lme4").glob("*.json"))
+
+
+def extra_goldens() -> dict:
+    """Strict-tolerance lme4 refits made by tests/golden/scripts/lme4_extra.R."""
+    return json.loads((GOLDEN / "lme4_extra.json").read_text())
+
+
+def assert_rel(actual, expected, rtol, what, atol=0.0):
+    actual = np.asarray(actual, dtype=float)
+    expected = np.asarray(expected, dtype=float)
+    if not np.allclose(actual, expected, rtol=rtol, atol=atol):
+        err = np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-300)
+        raise AssertionError(
+            f"{what}: got {actual}, lme4 {expected}, relative error {err} > {rtol}"
+        )
+
+
+@pytest.fixture(scope="session")
+def sleepstudy():
+    from bayeslmm.datasets import load
+
+    return load("sleepstudy")
