@@ -85,7 +85,6 @@ class Factorization:
 
     theta: np.ndarray
     lambdas: list[np.ndarray]
-    chol_first: np.ndarray   # (m1, q1, q1): Cholesky factors of lambda1'A_j lambda1 + I
     chol_rest: np.ndarray    # (r, r): Cholesky factor of the Schur complement S
     logdet_z: float          # log|L_ZZ|^2
     logdet_x: float          # log|R_X|^2
@@ -152,21 +151,32 @@ class BlockedSystem:
         self.rest_all_scalar = all(q == 1 for q in self._rest_q)
 
     # -- one evaluation ------------------------------------------------------------------
-    def _weights_first(self, lam1: np.ndarray):
-        """Cholesky factors of M_j = lam1'A_j lam1 + I and W_j = lam1 M_j^-1 lam1'."""
+    def first_precision(self, lam1: np.ndarray) -> np.ndarray:
+        """M_j = lam1' A_j lam1 + I for every level j of the first block, (m1, q1, q1)."""
+        m = lam1.T @ self.first_cross @ lam1
+        m += np.eye(self.q1)
+        return m
+
+    def _weights_first(self, lam1: np.ndarray) -> tuple[np.ndarray, float]:
+        """W_j = lam1 M_j^-1 lam1' and log prod_j |M_j| (closed forms for q1 <= 2)."""
         if self.q1 == 1:
-            lam = lam1[0, 0]
-            m = lam * lam * self.first_cross[:, 0, 0] + 1.0
-            chol = np.sqrt(m)[:, None, None]
-            weights = (lam * lam / m)[:, None, None]
-            return chol, weights, np.log(m).sum()
-        m = np.einsum("ba,jbc,cd->jad", lam1, self.first_cross, lam1)
-        m[:, np.arange(self.q1), np.arange(self.q1)] += 1.0
+            lam2 = lam1[0, 0] ** 2
+            m = lam2 * self.first_cross[:, 0, 0] + 1.0
+            return (lam2 / m)[:, None, None], float(np.log(m).sum())
+        m = self.first_precision(lam1)
+        if self.q1 == 2:
+            a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 1, 1]
+            det = a * c - b * b
+            inv = np.empty_like(m)
+            inv[:, 0, 0] = c / det
+            inv[:, 1, 1] = a / det
+            inv[:, 0, 1] = inv[:, 1, 0] = -b / det
+            return lam1 @ inv @ lam1.T, float(np.log(det).sum())
         chol = np.linalg.cholesky(m)
         logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum()
-        solved = np.linalg.solve(m, np.broadcast_to(lam1.T, m.shape))  # M_j^-1 lam1'
-        weights = np.einsum("ab,jbc->jac", lam1, solved)
-        return chol, weights, logdet
+        # W_j = lam1 M_j^-1 lam1' = (L_j^-1 lam1')' (L_j^-1 lam1')
+        half = np.linalg.solve(chol, np.broadcast_to(lam1.T, m.shape))
+        return np.swapaxes(half, 1, 2) @ half, float(logdet)
 
     def _schur(self, weights: np.ndarray) -> np.ndarray:
         """R'R - C W C' (only the lower triangle is guaranteed on the sparse path)."""
@@ -200,7 +210,7 @@ class BlockedSystem:
         """Blocked Cholesky factor of the augmented system at ``theta``."""
         theta = np.asarray(theta, dtype=float)
         lambdas = self.layout.lambdas(theta)
-        chol1, weights, logdet1 = self._weights_first(lambdas[0])
+        weights, logdet1 = self._weights_first(lambdas[0])
         schur = self._scale_rest(self._schur(weights), lambdas[1:])
         idx = np.arange(self.rz)
         schur[idx, idx] += 1.0
@@ -209,8 +219,9 @@ class BlockedSystem:
         logdet_z = logdet1 + 2.0 * np.log(diag[: self.rz]).sum()
         logdet_x = 2.0 * np.log(diag[self.rz: self.rz + self.p]).sum()
         pwrss = float(diag[-1] ** 2)
-        return Factorization(theta, lambdas, chol1, chol_rest, float(logdet_z),
-                             float(logdet_x), pwrss)
+        if not np.isfinite(logdet_z):
+            raise np.linalg.LinAlgError("non-finite log determinant")
+        return Factorization(theta, lambdas, chol_rest, float(logdet_z), float(logdet_x), pwrss)
 
     def criterion(self, fac: Factorization, reml: bool) -> float:
         """lme4's REML criterion or ML deviance (-2 log L, 2 pi constant included)."""
@@ -244,10 +255,7 @@ class BlockedSystem:
         v = np.asarray(self.cross_c.T @ w).reshape(self.m1, self.q1)  # Z1'(y - X beta - Zr br)
         lam1 = fac.lambdas[0]
         rhs = v @ lam1  # rows: lam1' v_j
-        chol1 = fac.chol_first
-        half = np.linalg.solve(chol1, rhs[:, :, None])
-        u1 = np.linalg.solve(np.transpose(chol1, (0, 2, 1)), half)[:, :, 0]
-        modes[0] = u1
+        modes[0] = np.linalg.solve(self.first_precision(lam1), rhs[:, :, None])[:, :, 0]
         return beta, modes
 
     def fixed_precision_factor(self, fac: Factorization) -> np.ndarray:

@@ -55,8 +55,8 @@ extra <- list(
                            "y ~ 1 + service + (1 + service | dept)"),
   insteval_crossed_slope = list("insteval", y ~ 1 + service + (1 | s) + (service | dept),
                                 "y ~ 1 + service + (1 | s) + (service | dept)"),
-  insteval_cat3 = list("insteval", y ~ 1 + studage + (0 + studage | dept),
-                       "y ~ 1 + studage + (0 + studage | dept)"),
+  sleep_quad3 = list("sleepstudy", Reaction ~ Days + I(Days^2) + (Days + I(Days^2) | Subject),
+                     "Reaction ~ Days + I(Days**2) + (Days + I(Days**2) | Subject)"),
   penicillin_int = list("penicillin", diameter ~ 1 + (1 | plate:sample) + (1 | sample),
                         NULL))
 out <- list(shared = list(), extra = list())
