@@ -199,16 +199,17 @@ def _simple_design(expr: str, frame: pd.DataFrame) -> tuple[np.ndarray, list[str
     return np.column_stack(columns) if columns else np.empty((len(frame), 0)), names
 
 
-def _design(expr: str, frame: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str]]:
+def _design(expr: str, frame: pd.DataFrame, formula: str):
+    """Columns, names and formulae's design object (None on the fast path) of ``expr``."""
     simple = _simple_design(expr, frame)
     if simple is not None:
-        return simple
+        return (*simple, None)
     matrices = _formulae_call(expr, formula, design_matrices, expr, frame, na_action="error")
     common = matrices.common
     if common is None:
-        return np.empty((len(frame), 0)), []
+        return np.empty((len(frame), 0)), [], None
     table = common.as_dataframe()
-    return np.asarray(table, dtype=float), [str(c) for c in table.columns]
+    return np.asarray(table, dtype=float), [str(c) for c in table.columns], common
 
 
 def _random_blocks(
@@ -231,19 +232,18 @@ def _random_blocks(
         description = _formulae_call(term.expr, formula, model_description, term.expr)
         pieces = []
         for sub in description.terms:
-            if type(sub).__name__ == "Intercept":
-                pieces.append((np.ones((n, 1)), ["Intercept"]))
-            else:
-                pieces.append(_design(f"0 + {sub.name}", frame, formula))
+            expr = "1" if type(sub).__name__ == "Intercept" else f"0 + {sub.name}"
+            pieces.append((expr, *_design(expr, frame, formula)))
     else:
-        pieces = [_design(term.expr, frame, formula)]
+        pieces = [(term.expr, *_design(term.expr, frame, formula))]
     blocks = []
-    for columns, names in pieces:
+    for expr, columns, names, design in pieces:
         if columns.shape[1] == 0:
             continue
         _finite_or_raise(columns, names, f"random-effects column(s) of {term.source!r}:")
         block = RandomBlock(
-            factor, codes, levels, columns, names, correlated=not term.independent
+            factor, codes, levels, columns, names, correlated=not term.independent,
+            group_columns=term.group, expr=expr, design=design,
         )
         if block.n_effects >= n:
             raise ValueError(

@@ -41,6 +41,12 @@ class RandomBlock:
     correlated : bool
         Whether the q effects have a full covariance (``(x | g)``); False for the
         1 x 1 blocks that ``(x || g)`` expands into.
+    group_columns : tuple of str
+        Data columns whose interaction is the grouping factor (for new data).
+    expr : str
+        The expression that produced ``columns`` (for new data).
+    design : object or None
+        formulae's design of ``expr`` (None when built by the plain-column fast path).
     """
 
     factor: str
@@ -49,6 +55,9 @@ class RandomBlock:
     columns: np.ndarray
     terms: list[str]
     correlated: bool = True
+    group_columns: tuple[str, ...] = ()
+    expr: str = ""
+    design: object | None = field(default=None, repr=False)
 
     @property
     def n_levels(self) -> int:

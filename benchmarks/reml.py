@@ -11,7 +11,6 @@ and the ratio lme4 / bayeslmm, and the peak memory of a fresh process fitting In
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys

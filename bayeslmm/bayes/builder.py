@@ -1,0 +1,220 @@
+"""Build the PyMC model of a ModelSpec (the "full" sampler: NUTS over every effect).
+
+    y ~ Normal(mu, sigma),  mu = X b + sum_f (Z_f r_f),
+    r_f[level] ~ MvNormal(0, G_f),  G_f = diag(sd_f) Cor_f diag(sd_f)
+
+Per grouping factor f: a correlated block with q >= 2 terms gets ``pm.LKJCholeskyCov``
+(LKJ prior on the correlation, the per-term SD priors as ``sd_dist``); 1 x 1 blocks and
+the blocks of ``||`` get independent SD priors.  Random effects are non-centered by default
+(z ~ N(0, 1), r = z L'), centered on request.  The intercept is sampled for centered
+predictor columns (``b_Intercept_centered``), which decorrelates it from the slopes, and
+``b`` is recovered as a Deterministic.
+
+Posterior layout (public names): ``b`` (dim ``coef``), ``sd_<f>`` (``<f>_term``),
+``cor_<f>`` (``<f>_term``, ``<f>_term_2``), ``r_<f>`` (``<f>``, ``<f>_term``), ``sigma``.
+Z is never dense: each factor keeps its level codes and its n x q columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spec import ModelSpec, RandomBlock
+from .priors import Prior, ResolvedPriors
+
+__all__ = ["FactorTerms", "group_factors", "build_pymc_model", "public_names"]
+
+
+@dataclass
+class FactorTerms:
+    """All random-effect blocks of one grouping factor, side by side."""
+
+    factor: str
+    levels: list[str]
+    codes: np.ndarray
+    blocks: list[RandomBlock]
+
+    @property
+    def terms(self) -> list[str]:
+        return [t for b in self.blocks for t in b.terms]
+
+    @property
+    def columns(self) -> np.ndarray:
+        return np.column_stack([b.columns for b in self.blocks])
+
+    @property
+    def term_dim(self) -> str:
+        return f"{self.factor}_term"
+
+    def correlated_blocks(self) -> list[int]:
+        return [k for k, b in enumerate(self.blocks) if b.correlated and b.q >= 2]
+
+
+def group_factors(spec: ModelSpec) -> list[FactorTerms]:
+    """Group blocks by grouping factor, in formula order."""
+    out: dict[str, FactorTerms] = {}
+    for block in spec.blocks:
+        if block.factor in out:
+            group = out[block.factor]
+            clash = set(group.terms) & set(block.terms)
+            if clash:
+                raise ValueError(f"grouping factor {block.factor!r} has the term(s) "
+                                 f"{sorted(clash)} in more than one random-effects term")
+            group.blocks.append(block)
+        else:
+            out[block.factor] = FactorTerms(block.factor, block.levels, block.codes, [block])
+    return list(out.values())
+
+
+def cor_dims(group: FactorTerms, k: int) -> tuple[str, str]:
+    """Dims of block k's correlation matrix (the factor's term dim when it covers all)."""
+    block = group.blocks[k]
+    if block.terms == group.terms:
+        return group.term_dim, f"{group.term_dim}_2"
+    base = f"{group.term_dim}_{k}"
+    return base, f"{base}_2"
+
+
+def cor_name(group: FactorTerms, k: int) -> str:
+    first = group.correlated_blocks()[0]
+    return f"cor_{group.factor}" if k == first else f"cor_{group.factor}_{k}"
+
+
+def public_names(spec: ModelSpec) -> list[str]:
+    """Posterior variables users see, in display order."""
+    names = ["b"] if spec.p else []
+    groups = group_factors(spec)
+    names += [f"sd_{g.factor}" for g in groups]
+    names += [cor_name(g, k) for g in groups for k in g.correlated_blocks()]
+    names += ["sigma"]
+    names += [f"r_{g.factor}" for g in groups]
+    return names
+
+
+def _named(prior: Prior, name: str, params: dict, shape: int):
+    import pymc as pm
+
+    return getattr(pm, prior._pymc_name)(name, **params, shape=shape)
+
+
+def _sd_dist(priors: list[Prior], q: int):
+    import pymc as pm
+
+    families = {type(p) for p in priors}
+    if len(families) > 1:
+        raise ValueError("the SD priors of one correlated block must be of one family")
+    prior = priors[0]
+    params = {k: np.array([p.params()[k] for p in priors]) for k in prior.params()}
+    return getattr(pm, prior._pymc_name).dist(**params, shape=q)
+
+
+def build_pymc_model(spec: ModelSpec, priors: ResolvedPriors,
+                     centered: dict[str, bool] | None = None):
+    """The PyMC model (see the module docstring for its parametrization and names)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    centered = dict(centered or {})
+    groups = group_factors(spec)
+    unknown = sorted(set(centered) - {g.factor for g in groups})
+    if unknown:
+        raise ValueError(f"centered= names unknown grouping factor(s) {unknown}; factors: "
+                         f"{[g.factor for g in groups]}")
+    coords: dict[str, list] = {"coef": list(spec.x_names), "obs": np.arange(spec.n)}
+    for group in groups:
+        coords[group.factor] = list(group.levels)
+        coords[group.term_dim] = group.terms
+        for k in group.correlated_blocks():
+            d1, d2 = cor_dims(group, k)
+            coords[d1] = coords[d2] = list(group.blocks[k].terms)
+
+    with pm.Model(coords=coords) as model:
+        mu = _fixed_part(spec, priors)
+        for group in groups:
+            mu = mu + _factor_part(group, priors, centered.get(group.factor, False), pt)
+        sigma = priors.sigma.pymc("sigma")
+        pm.Normal("y", mu=mu, sigma=sigma, observed=spec.y, dims="obs")
+    return model
+
+
+def _fixed_part(spec: ModelSpec, priors: ResolvedPriors):
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if spec.p == 0:
+        return pt.zeros(spec.n)
+    names = spec.x_names
+    slopes_idx = [j for j, n in enumerate(names) if n != "Intercept"]
+    pieces = {}
+    # one vector RV per prior family among the slopes
+    by_family: dict[str, list[int]] = {}
+    for j in slopes_idx:
+        by_family.setdefault(type(priors.fixed[names[j]]).__name__, []).append(j)
+    for family, idx in by_family.items():
+        rv_name = "b_slopes" if len(by_family) == 1 else f"b_slopes_{family}"
+        prior_list = [priors.fixed[names[j]] for j in idx]
+        params = {k: np.array([p.params()[k] for p in prior_list])
+                  for k in prior_list[0].params()}
+        rv = _named(prior_list[0], rv_name, params, len(idx))
+        for pos, j in enumerate(idx):
+            pieces[j] = rv[pos]
+    slopes = pt.stack([pieces[j] for j in slopes_idx]) if slopes_idx else None
+    X_slopes = spec.X[:, slopes_idx]
+    if "Intercept" in names:
+        center = X_slopes.mean(axis=0)
+        intercept_c = priors.fixed["Intercept"].pymc("b_Intercept_centered")
+        mu = intercept_c + (pt.dot(X_slopes - center, slopes) if slopes_idx else 0.0)
+        intercept = intercept_c - (pt.dot(center, slopes) if slopes_idx else 0.0)
+        pieces[names.index("Intercept")] = intercept
+    else:
+        mu = pt.dot(X_slopes, slopes)
+    pm.Deterministic("b", pt.stack([pieces[j] for j in range(len(names))]), dims="coef")
+    return mu
+
+
+def _factor_part(group: FactorTerms, priors: ResolvedPriors, centered: bool, pt):
+    import pymc as pm
+
+    factor = group.factor
+    m = len(group.levels)
+    sds, effects = [], []
+    for k, block in enumerate(group.blocks):
+        q = block.q
+        sd_priors = [priors.sd[factor][t] for t in block.terms]
+        suffix = "" if len(group.blocks) == 1 else f"_{k}"
+        if block.correlated and q >= 2:
+            chol, corr, stds = pm.LKJCholeskyCov(
+                f"chol_{factor}{suffix}", n=q, eta=priors.cor[factor].eta,
+                sd_dist=_sd_dist(sd_priors, q), compute_corr=True, store_in_trace=False,
+            )
+            pm.Deterministic(cor_name(group, k), corr, dims=cor_dims(group, k))
+            if centered:
+                r = pm.MvNormal(f"r_{factor}{suffix}_centered", mu=np.zeros(q), chol=chol,
+                                shape=(m, q))
+            else:
+                z = pm.Normal(f"z_{factor}{suffix}", 0.0, 1.0, shape=(m, q))
+                r = pt.dot(z, chol.T)
+            sds.append(stds)
+        else:
+            params = {key: np.array([p.params()[key] for p in sd_priors])
+                      for key in sd_priors[0].params()}
+            if len({type(p) for p in sd_priors}) > 1:
+                raise ValueError(f"SD priors of one block of {factor!r} must share a family")
+            sd = _named(sd_priors[0], f"sd_{factor}{suffix}_raw", params, q)
+            if centered:
+                r = pm.Normal(f"r_{factor}{suffix}_centered", 0.0, sd, shape=(m, q))
+            else:
+                z = pm.Normal(f"z_{factor}{suffix}", 0.0, 1.0, shape=(m, q))
+                r = z * sd
+            sds.append(sd)
+        effects.append(r)
+    pm.Deterministic(f"sd_{factor}", pt.concatenate(sds) if len(sds) > 1 else sds[0],
+                     dims=group.term_dim)
+    r_all = pt.concatenate(effects, axis=1) if len(effects) > 1 else effects[0]
+    pm.Deterministic(f"r_{factor}", r_all, dims=(factor, group.term_dim))
+    columns = group.columns
+    if columns.shape[1] == 1:
+        return r_all[group.codes, 0] * columns[:, 0]
+    return (r_all[group.codes] * columns).sum(axis=1)

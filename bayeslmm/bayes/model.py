@@ -1,0 +1,230 @@
+"""``Model``: formula + data + priors -> PyMC model -> NUTS -> ``BayesFit``."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..design import build_spec
+from ..reml import RemlFit, fit_reml
+from .builder import build_pymc_model, group_factors
+from .priors import ResolvedPriors, resolve_priors
+from .result import BayesFit
+
+__all__ = ["Model"]
+
+JITTER = 0.1  # relative size of the per-chain jitter around the REML start
+
+
+class Model:
+    """A Bayesian linear mixed model, ready to sample.
+
+    Parameters
+    ----------
+    formula : str
+        lme4/brms-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas.DataFrame
+    priors : dict, optional
+        User priors by coefficient, class or factor; see :mod:`bayeslmm.bayes.priors`.
+    centered : dict, optional
+        ``{"Subject": True}`` samples that factor's effects centered (r ~ N(0, G))
+        instead of the default non-centered form (r = L z).
+    missing : {"drop", "raise"}
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    priors : ResolvedPriors
+        Every parameter's prior, defaults included; prints as a table.
+    """
+
+    def __init__(self, formula: str, data: pd.DataFrame, priors: dict | None = None,
+                 centered: dict | None = None, missing: str = "drop"):
+        if priors is not None and not isinstance(priors, dict):
+            raise TypeError(f"priors must be a dict, got {type(priors).__name__}")
+        self.spec = build_spec(formula, data, missing=missing)
+        if not self.spec.blocks:
+            raise ValueError(f"formula {formula!r} has no random-effects terms")
+        self.groups = group_factors(self.spec)
+        factor_terms = {
+            g.factor: [(t, col) for t, col in zip(g.terms, g.columns.T, strict=True)]
+            for g in self.groups
+        }
+        correlated = [g.factor for g in self.groups if g.correlated_blocks()]
+        self.priors: ResolvedPriors = resolve_priors(self.spec, factor_terms, correlated,
+                                                     priors)
+        self.centered = dict(centered or {})
+        self._pymc_model = None
+        self._reml: RemlFit | None = None
+
+    @property
+    def formula(self) -> str:
+        return self.spec.formula
+
+    @property
+    def pymc_model(self):
+        """The ``pm.Model`` (built on first use; extend it before calling ``fit``)."""
+        if self._pymc_model is None:
+            self._pymc_model = build_pymc_model(self.spec, self.priors, self.centered)
+        return self._pymc_model
+
+    def fit_reml(self, reml: bool = True) -> RemlFit:
+        """REML (or ML) fit of the same model; cached."""
+        if self._reml is None or (self._reml.method == "REML") != reml:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._reml = fit_reml(self.spec, reml=reml)
+        return self._reml
+
+    # -- initial values ------------------------------------------------------------------
+    def initial_points(self, chains: int, rng: np.random.Generator) -> list[dict]:
+        """Per-chain starting points near the REML solution, jittered (relative size
+        ``JITTER``) so chains do not start identical."""
+        reml = self.fit_reml()
+        spec = self.spec
+        base: dict[str, np.ndarray] = {}
+        model = self.pymc_model
+        names = spec.x_names
+        beta = reml.beta
+        slopes_idx = [j for j, n in enumerate(names) if n != "Intercept"]
+        free = {v.name for v in model.free_RVs}
+        if "b_Intercept_centered" in free:
+            center = spec.X[:, slopes_idx].mean(axis=0)
+            base["b_Intercept_centered"] = np.asarray(
+                beta[names.index("Intercept")] + center @ beta[slopes_idx])
+        slope_vars = sorted(n for n in free if n.startswith("b_slopes"))
+        if slope_vars:
+            by_family: dict[str, list[int]] = {}
+            for j in slopes_idx:
+                by_family.setdefault(type(self.priors.fixed[names[j]]).__name__, []).append(j)
+            for name, idx in zip(slope_vars, by_family.values(), strict=True):
+                base[name] = beta[idx]
+        cov_by_block = dict(zip([id(b) for b in reml.blocks], reml.covariances(), strict=True))
+        effects_by_block = dict(zip([id(b) for b in reml.blocks], reml.effects, strict=True))
+        sigma = max(reml.sigma, 1e-8 * (np.std(spec.y) + 1))
+        base["sigma"] = np.asarray(sigma)
+        for group in self.groups:
+            centered = self.centered.get(group.factor, False)
+            for k, block in enumerate(group.blocks):
+                suffix = "" if len(group.blocks) == 1 else f"_{k}"
+                cov = cov_by_block[id(block)]
+                b = effects_by_block[id(block)]
+                sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+                floor = 0.05 * np.array(
+                    [self._sd_scale(group.factor, t) for t in block.terms])
+                sd = np.maximum(sd, floor)
+                corr = cov / np.outer(np.sqrt(np.diag(cov)) + 1e-300,
+                                      np.sqrt(np.diag(cov)) + 1e-300)
+                corr = np.clip(corr, -0.9, 0.9)
+                np.fill_diagonal(corr, 1.0)
+                cov_safe = corr * np.outer(sd, sd)
+                chol = np.linalg.cholesky(cov_safe + 1e-10 * np.eye(block.q) * sd.max() ** 2)
+                if block.correlated and block.q >= 2:
+                    base[f"chol_{group.factor}{suffix}"] = chol[np.tril_indices(block.q)]
+                else:
+                    base[f"sd_{group.factor}{suffix}_raw"] = sd
+                if centered:
+                    base[f"r_{group.factor}{suffix}_centered"] = b
+                else:
+                    base[f"z_{group.factor}{suffix}"] = np.linalg.solve(chol, b.T).T
+        points = []
+        for _ in range(chains):
+            point = {}
+            for name, value in base.items():
+                value = np.asarray(value, dtype=float)
+                if name.startswith(("chol_", "sd_", "sigma")):
+                    # multiplicative: SDs stay positive, the Cholesky diagonal too
+                    point[name] = value * np.exp(rng.uniform(-JITTER, JITTER, value.shape))
+                elif name.startswith(("z_", "r_")):
+                    point[name] = value + rng.uniform(-JITTER, JITTER, value.shape) * (
+                        1.0 if name.startswith("z_") else np.abs(value).mean() + 1e-12)
+                else:
+                    se = reml.se.to_numpy()
+                    scale = float(np.mean(se)) if se.size else 1.0
+                    point[name] = value + rng.uniform(-JITTER, JITTER, value.shape) * scale
+            points.append(point)
+        return points
+
+    def _sd_scale(self, factor: str, term: str) -> float:
+        prior = self.priors.sd[factor][term]
+        params = prior.params()
+        if "sigma" in params:
+            return params["sigma"]
+        if "beta" in params:
+            return params["beta"]
+        return 1.0 / params.get("lam", 1.0)
+
+    # -- sampling ------------------------------------------------------------------------
+    def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
+            random_seed: int | None = None, progressbar: bool = True, init: str = "reml",
+            log_likelihood: bool | None = None, **sampler_kwargs) -> BayesFit:
+        """Sample the posterior with NUTS (PyMC).
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Kept draws, tuning steps and chains.
+        cores : int, optional
+            Parallel chains (default: min(chains, CPU count)).
+        random_seed : int, optional
+            Same seed, same draws.
+        progressbar : bool
+        init : {"reml", "auto"}
+            ``"reml"``: every chain starts near the REML estimates (jittered);
+            ``"auto"``: PyMC's default initialization.
+        log_likelihood : bool, optional
+            Store pointwise log likelihoods (for ``az.loo``); default when it fits in
+            memory (fewer than 50 million values).
+        **sampler_kwargs
+            Passed to ``pymc.sample`` (e.g. ``target_accept``).
+
+        Returns
+        -------
+        BayesFit
+        """
+        import pymc as pm
+
+        if init not in ("reml", "auto"):
+            raise ValueError(f"init must be 'reml' or 'auto', got {init!r}")
+        for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
+            if not isinstance(value, int | np.integer) or value < (0 if name == "tune" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        started = time.perf_counter()
+        rng = np.random.default_rng(random_seed)
+        model = self.pymc_model
+        kwargs = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                      progressbar=progressbar, compute_convergence_checks=False)
+        kwargs["cores"] = cores if cores is not None else min(chains, os.cpu_count() or 1)
+        kwargs.setdefault("target_accept", 0.9)
+        kwargs.update(sampler_kwargs)
+        if init == "reml":
+            kwargs["initvals"] = self.initial_points(chains, rng)
+            kwargs.setdefault("init", "adapt_diag")
+        try:
+            with model, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*BLAS.*")
+                idata = pm.sample(**kwargs)
+        except (pm.exceptions.SamplingError, FloatingPointError, RuntimeError) as err:
+            raise RuntimeError(
+                f"sampling failed for {self.formula!r}: {str(err).splitlines()[0]}. "
+                "Try init='auto', stronger priors, or target_accept=0.95."
+            ) from None
+        if log_likelihood is None:
+            log_likelihood = chains * draws * self.spec.n < 50_000_000
+        fit = BayesFit.from_sampler(self, idata, log_likelihood=log_likelihood,
+                                    elapsed=time.perf_counter() - started)
+        fit.warn_diagnostics()
+        return fit
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{g.factor} ({len(g.levels)} levels: {', '.join(g.terms)})"
+                           for g in self.groups)
+        dropped = f", {self.spec.n_dropped} dropped" if self.spec.n_dropped else ""
+        return (f"bayeslmm.Model: {self.formula}\n  rows: {self.spec.n}{dropped}\n"
+                f"  fixed: {', '.join(self.spec.x_names)}\n  groups: {groups}\n"
+                f"  priors:\n" + "\n".join("    " + line for line in str(self.priors)
+                                           .splitlines()))

@@ -1,0 +1,293 @@
+"""``BayesFit``: the posterior in ArviZ form, summaries, REML comparison, predictions."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..newdata import new_data_design
+from .builder import cor_dims, cor_name, public_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..reml import RemlFit
+    from .model import Model
+
+__all__ = ["BayesFit", "compare"]
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+
+
+class BayesFit:
+    """Result of a Bayesian fit.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        ``posterior`` (public variables only: ``b``, ``sd_<f>``, ``cor_<f>``, ``r_<f>``,
+        ``sigma``), ``sample_stats``, ``observed_data`` and, by default,
+        ``log_likelihood`` (so ``az.loo(fit.idata)`` works).
+    model : Model
+        The model that was sampled.
+    elapsed : float
+        Wall time of the whole ``fit()`` call, in seconds.
+    """
+
+    def __init__(self, model: Model, idata: az.InferenceData, elapsed: float):
+        self.model = model
+        self.idata = idata
+        self.elapsed = elapsed
+
+    @classmethod
+    def from_sampler(cls, model: Model, raw: az.InferenceData, log_likelihood: bool,
+                     elapsed: float) -> BayesFit:
+        names = public_names(model.spec)
+        posterior = raw.posterior[names]
+        groups = {"posterior": posterior, "sample_stats": raw.sample_stats,
+                  "observed_data": raw.observed_data}
+        idata = az.InferenceData(**groups)
+        fit = cls(model, idata, elapsed)
+        if log_likelihood:
+            mu = fit._mu_draws()
+            sigma = posterior["sigma"].to_numpy()[..., None]
+            resid = (model.spec.y - mu) / sigma
+            loglik = -0.5 * resid**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+            ds = xr.Dataset({"y": (("chain", "draw", "obs"), loglik)},
+                            coords={"chain": posterior.chain, "draw": posterior.draw,
+                                    "obs": np.arange(model.spec.n)})
+            idata.add_groups({"log_likelihood": ds})
+        return fit
+
+    # -- access --------------------------------------------------------------------------
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior draws (xarray, named dims and coords)."""
+        return self.idata.posterior
+
+    @property
+    def spec(self):
+        return self.model.spec
+
+    @property
+    def n_divergent(self) -> int:
+        return int(self.idata.sample_stats["diverging"].sum())
+
+    def _draws(self, name: str) -> np.ndarray:
+        return self.posterior[name].to_numpy()
+
+    def _mu_draws(self, X=None, random=None) -> np.ndarray:
+        """mu for every draw: (chain, draw, rows).  ``random``: list of (factor, codes,
+        columns) or None for the fitted rows."""
+        spec = self.spec
+        X = spec.X if X is None else X
+        mu = np.einsum("cdp,np->cdn", self._draws("b"), X) if spec.p else 0.0
+        if random is None:
+            random = [(g.factor, g.codes, g.columns) for g in self.model.groups]
+        for factor, codes, columns in random:
+            r = self._draws(f"r_{factor}")
+            mu = mu + np.einsum("cdnq,nq->cdn", r[:, :, codes, :], columns)
+        return mu
+
+    # -- summaries -----------------------------------------------------------------------
+    def summary(self, include_random: bool = False, hdi_prob: float = 0.95) -> pd.DataFrame:
+        """Posterior mean, sd, HDI, MCSE, R-hat and bulk/tail ESS per parameter."""
+        names = [n for n in public_names(self.spec)
+                 if include_random or not n.startswith("r_")]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
+        return table.loc[[_is_free_entry(label, self.model.groups) for label in table.index]]
+
+    def diagnostics(self) -> dict:
+        """Divergences, worst R-hat and smallest bulk ESS (over the non-``r_`` parameters
+        and the random effects)."""
+        table = self.summary(include_random=True)
+        return {"divergences": self.n_divergent, "max_rhat": float(table["r_hat"].max()),
+                "min_ess_bulk": float(table["ess_bulk"].min()),
+                "min_ess_tail": float(table["ess_tail"].min())}
+
+    def warn_diagnostics(self) -> None:
+        """Warn about divergences, R-hat > 1.01 and bulk ESS < 400, with what to try."""
+        diag = self.diagnostics()
+        if diag["divergences"]:
+            warnings.warn(
+                f"{diag['divergences']} divergent transitions after tuning: increase "
+                "target_accept (e.g. 0.95 or 0.99), or try centered={factor: True} for "
+                "factors with many observations per level", UserWarning, stacklevel=3)
+        if diag["max_rhat"] > RHAT_MAX:
+            warnings.warn(f"R-hat up to {diag['max_rhat']:.3f} (> {RHAT_MAX}): chains have not "
+                          "mixed; draw more (tune= and draws=) or check the model",
+                          UserWarning, stacklevel=3)
+        if diag["min_ess_bulk"] < ESS_MIN:
+            warnings.warn(f"bulk ESS as low as {diag['min_ess_bulk']:.0f} (< {ESS_MIN}): "
+                          "estimates of means and intervals are noisy; draw more",
+                          UserWarning, stacklevel=3)
+
+    def compare_reml(self, reml: RemlFit | None = None, prob: float = 0.95) -> pd.DataFrame:
+        """REML estimate beside the posterior mean, sd and central interval of every fixed
+        effect, SD, correlation and sigma; ``outside`` flags REML values outside it."""
+        return compare(self, reml, prob)
+
+    # -- predictions ---------------------------------------------------------------------
+    def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
+        """Add a ``posterior_predictive`` group (replicated y for every draw) to ``idata``
+        so ``az.plot_ppc(fit.idata)`` works; returns ``idata``."""
+        rng = np.random.default_rng(random_seed)
+        mu = self._mu_draws()
+        sigma = self._draws("sigma")[..., None]
+        y_rep = mu + sigma * rng.standard_normal(mu.shape)
+        post = self.posterior
+        ds = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
+                        coords={"chain": post.chain, "draw": post.draw,
+                                "obs": np.arange(self.spec.n)})
+        if "posterior_predictive" in self.idata.groups():
+            del self.idata.posterior_predictive
+        self.idata.add_groups({"posterior_predictive": ds})
+        return self.idata
+
+    def predict(self, newdata: pd.DataFrame, kind: str = "mean", include_random: bool = True,
+                new_levels: str = "sample", random_seed: int | None = None) -> xr.DataArray:
+        """Posterior draws for new rows.
+
+        Parameters
+        ----------
+        newdata : DataFrame
+            Columns used by the formula (the response is not needed).
+        kind : {"mean", "response"}
+            ``"mean"``: draws of X b + Z r; ``"response"``: plus residual noise.
+        include_random : bool
+            Include the random effects (False: population-level prediction).
+        new_levels : {"sample", "zero", "error"}
+            Levels not seen in fitting: draw their effects from the fitted G (brms's
+            ``sample_new_levels = "gaussian"``), set them to zero, or raise.
+        random_seed : int, optional
+
+        Returns
+        -------
+        xarray.DataArray
+            dims (chain, draw, row); ``row`` holds ``newdata``'s index.
+        """
+        if kind not in ("mean", "response"):
+            raise ValueError(f"kind must be 'mean' or 'response', got {kind!r}")
+        if new_levels not in ("sample", "zero", "error"):
+            raise ValueError(f"new_levels must be 'sample', 'zero' or 'error', got {new_levels!r}")
+        rng = np.random.default_rng(random_seed)
+        X, blocks = new_data_design(self.spec, newdata, include_random)
+        mu = np.einsum("cdp,np->cdn", self._draws("b"), X) if self.spec.p else 0.0
+        mu = mu + np.zeros(self._draws("sigma").shape + (len(newdata),))
+        for group in self.model.groups if include_random else []:
+            codes, columns, labels = blocks[group.factor]
+            known = codes >= 0
+            if not known.all() and new_levels == "error":
+                raise ValueError(f"newdata has levels of {group.factor!r} not seen in fitting: "
+                                 f"{sorted(set(labels[~known]))[:5]}; use new_levels='sample' "
+                                 "or 'zero'")
+            r = self._draws(f"r_{group.factor}")  # (c, d, m, q)
+            part = np.zeros_like(mu)
+            part[..., known] = np.einsum("cdnq,nq->cdn", r[:, :, codes[known], :],
+                                         columns[known])
+            if (~known).any() and new_levels == "sample":
+                draws = self._new_level_effects(group, labels[~known], rng)  # (c,d,n_new,q)
+                part[..., ~known] = np.einsum("cdnq,nq->cdn", draws, columns[~known])
+            mu = mu + part
+        if kind == "response":
+            mu = mu + self._draws("sigma")[..., None] * rng.standard_normal(mu.shape)
+        post = self.posterior
+        return xr.DataArray(mu, dims=("chain", "draw", "row"),
+                            coords={"chain": post.chain, "draw": post.draw,
+                                    "row": np.asarray(newdata.index)}, name=kind)
+
+    def _new_level_effects(self, group, labels: np.ndarray, rng) -> np.ndarray:
+        """Effects of unseen levels drawn from N(0, G) of each draw (one per new label)."""
+        sd = self._draws(f"sd_{group.factor}")  # (c, d, q)
+        chains, draws, q = sd.shape
+        corr = np.broadcast_to(np.eye(q), (chains, draws, q, q)).copy()
+        offset = 0
+        for k, block in enumerate(group.blocks):
+            if block.correlated and block.q >= 2:
+                sl = slice(offset, offset + block.q)
+                corr[:, :, sl, sl] = self._draws(cor_name(group, k))
+            offset += block.q
+        cov = corr * sd[..., :, None] * sd[..., None, :]
+        chol = np.linalg.cholesky(cov + 1e-12 * np.eye(q))
+        unique, inverse = np.unique(labels, return_inverse=True)
+        z = rng.standard_normal((chains, draws, len(unique), q))
+        effects = np.einsum("cdij,cdnj->cdni", chol, z)
+        return effects[:, :, inverse, :]
+
+    # -- printing ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        post = self.posterior
+        diag = self.diagnostics()
+        table = self.summary()[["mean", "sd", "hdi_2.5%", "hdi_97.5%", "r_hat", "ess_bulk"]]
+        return (f"BayesFit: {self.spec.formula}\n  {self.spec.n} rows, {post.sizes['chain']} "
+                f"chains x {post.sizes['draw']} draws, {self.elapsed:.1f} s\n"
+                f"  divergences {diag['divergences']}, max R-hat {diag['max_rhat']:.3f}, "
+                f"min bulk ESS {diag['min_ess_bulk']:.0f}\n\n{table.to_string()}")
+
+    def _repr_html_(self) -> str:
+        diag = self.diagnostics()
+        head = (f"<p><b>BayesFit</b> <code>{self.spec.formula}</code>: {self.spec.n} rows, "
+                f"{self.elapsed:.1f} s; divergences {diag['divergences']}, max R-hat "
+                f"{diag['max_rhat']:.3f}, min bulk ESS {diag['min_ess_bulk']:.0f}</p>")
+        return head + self.summary().to_html()
+
+
+def _is_free_entry(label: str, groups) -> bool:
+    """False for a correlation matrix's diagonal and upper triangle (constant or repeated)."""
+    if not label.startswith("cor_") or "[" not in label:
+        return True
+    name, inner = label[:-1].split("[", 1)
+    first, second = (part.strip() for part in inner.split(", ", 1))
+    for group in groups:
+        for k in group.correlated_blocks():
+            if cor_name(group, k) == name:
+                terms = group.blocks[k].terms
+                return terms.index(first) < terms.index(second)
+    return True
+
+
+def compare(bayes: BayesFit, reml: RemlFit | None = None, prob: float = 0.95) -> pd.DataFrame:
+    """Side-by-side REML estimates and posterior summaries (see ``BayesFit.compare_reml``)."""
+    if reml is None:
+        reml = bayes.model.fit_reml()
+    lo_q, hi_q = (1 - prob) / 2, 1 - (1 - prob) / 2
+    post = bayes.posterior
+    rows = []
+
+    def add(param: str, kind: str, reml_value: float, draws: np.ndarray):
+        draws = draws.reshape(-1)
+        lo, hi = np.quantile(draws, [lo_q, hi_q])
+        rows.append((param, kind, reml_value, draws.mean(), draws.std(ddof=1), lo, hi,
+                     not (lo <= reml_value <= hi)))
+
+    for name, value in reml.fixef.items():
+        add(f"b[{name}]", "fixed", value, post["b"].sel(coef=name).to_numpy())
+    vc = reml.varcorr
+    for group in bayes.model.groups:
+        sd = post[f"sd_{group.factor}"]
+        for term in group.terms:
+            row = vc[(vc.group == group.factor) & (vc.var1 == term) & vc.var2.isna()]
+            add(f"sd_{group.factor}[{term}]", "sd", float(row.sdcor.iloc[0]),
+                sd.sel({group.term_dim: term}).to_numpy())
+        for k in group.correlated_blocks():
+            terms = group.blocks[k].terms
+            cor = post[cor_name(group, k)]
+            d1, d2 = cor_dims(group, k)
+            for a in range(len(terms)):
+                for b in range(a + 1, len(terms)):
+                    row = vc[(vc.group == group.factor) & (vc.var1 == terms[a])
+                             & (vc.var2 == terms[b])]
+                    add(f"{cor_name(group, k)}[{terms[a]}, {terms[b]}]", "cor",
+                        float(row.sdcor.iloc[0]),
+                        cor.sel({d1: terms[a], d2: terms[b]}).to_numpy())
+    add("sigma", "sigma", reml.sigma, post["sigma"].to_numpy())
+    pct = f"{100 * prob:g}%"
+    return pd.DataFrame(rows, columns=["parameter", "class", "reml", "mean", "sd",
+                                       f"lower {pct}", f"upper {pct}", "outside"]
+                        ).set_index("parameter")
