@@ -118,10 +118,6 @@ def build_pymc_model(spec: ModelSpec, priors: ResolvedPriors,
 
     centered = dict(centered or {})
     groups = group_factors(spec)
-    unknown = sorted(set(centered) - {g.factor for g in groups})
-    if unknown:
-        raise ValueError(f"centered= names unknown grouping factor(s) {unknown}; factors: "
-                         f"{[g.factor for g in groups]}")
     coords: dict[str, list] = {"coef": list(spec.x_names), "obs": np.arange(spec.n)}
     for group in groups:
         coords[group.factor] = list(group.levels)

@@ -58,6 +58,10 @@ class Model:
         self.priors: ResolvedPriors = resolve_priors(self.spec, factor_terms, correlated,
                                                      priors)
         self.centered = dict(centered or {})
+        unknown = sorted(set(self.centered) - {g.factor for g in self.groups})
+        if unknown:
+            raise ValueError(f"centered= names unknown grouping factor(s) {unknown}; factors: "
+                             f"{[g.factor for g in self.groups]}")
         self._pymc_model = None
         self._reml: RemlFit | None = None
 

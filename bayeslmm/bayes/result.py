@@ -184,9 +184,9 @@ class BayesFit:
             codes, columns, labels = blocks[group.factor]
             known = codes >= 0
             if not known.all() and new_levels == "error":
+                unseen = sorted(map(str, set(labels[~known])))[:5]
                 raise ValueError(f"newdata has levels of {group.factor!r} not seen in fitting: "
-                                 f"{sorted(set(labels[~known]))[:5]}; use new_levels='sample' "
-                                 "or 'zero'")
+                                 f"{unseen}; use new_levels='sample' or 'zero'")
             r = self._draws(f"r_{group.factor}")  # (c, d, m, q)
             part = np.zeros_like(mu)
             part[..., known] = np.einsum("cdnq,nq->cdn", r[:, :, codes[known], :],

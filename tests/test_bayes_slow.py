@@ -1,0 +1,118 @@
+"""Statistical checks of the Bayesian path (slow: full-length sampling).
+
+References: brms 2.18 (Stan NUTS, 4 x 1000 draws after 1000 warmup) on sleepstudy with its
+default priors, as quoted in the issue "Bayesian fits"; lme4 REML fits; simulated truth.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayeslmm
+from bayeslmm.bayes import LKJ, Flat, HalfStudentT, Model, StudentT
+from bayeslmm.datasets import load
+
+pytestmark = pytest.mark.slow
+
+# brms 2.18, brm(Reaction ~ Days + (Days | Subject), sleepstudy), default priors:
+# posterior mean and sd of each parameter
+BRMS_SLEEP = {
+    "b[Intercept]": (251.2, 7.3), "b[Days]": (10.45, 1.67),
+    "sd_Subject[Intercept]": (27.3, 6.9), "sd_Subject[Days]": (6.57, 1.46),
+    "cor_Subject[Intercept, Days]": (0.08, 0.30), "sigma": (25.84, 1.58),
+}
+
+
+def test_sleepstudy_matches_brms(sleepstudy):
+    # brms's defaults for these data: Intercept (centered predictors) student_t(3, 288.7, 59.3)
+    # where 288.7 = median(Reaction) and 59.3 = mad(Reaction); b flat; sd and sigma
+    # half student_t(3, 0, 59.3); cor lkj(1)
+    priors = {"Intercept": StudentT(3, 288.7, 59.3), "fixed": Flat(),
+              "sd": HalfStudentT(3, 59.3), "sigma": HalfStudentT(3, 59.3), "cor": LKJ(1)}
+    fit = bayeslmm.fit("Reaction ~ Days + (Days | Subject)", sleepstudy, priors=priors,
+                       draws=1000, tune=1000, chains=4, random_seed=2024, progressbar=False)
+    table = fit.summary()
+    for name, (mean, sd) in BRMS_SLEEP.items():
+        ours_mean, ours_sd = table.loc[name, "mean"], table.loc[name, "sd"]
+        assert abs(ours_mean - mean) <= 0.25 * sd, f"{name}: mean {ours_mean} vs brms {mean}"
+        assert abs(ours_sd - sd) <= 0.25 * sd, f"{name}: sd {ours_sd} vs brms {sd}"
+    assert fit.n_divergent == 0
+    assert table["r_hat"].max() <= 1.01
+
+
+MODELS = [
+    ("sleepstudy", "Reaction ~ Days + (1 | Subject)"),
+    ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),
+    ("orthodont", "distance ~ age * Sex + (age | Subject)"),
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+    ("pastes", "strength ~ 1 + (1 | batch/cask)"),
+    ("dyestuff", "Yield ~ 1 + (1 | Batch)"),
+    ("dyestuff2", "Yield ~ 1 + (1 | Batch)"),
+    ("ergostool", "effort ~ Type + (1 | Subject)"),
+    ("radon", "log_radon ~ floor + (1 | county)"),
+]
+
+
+@pytest.mark.parametrize("dataset, formula", MODELS)
+def test_every_dataset_fits_and_agrees_with_reml(dataset, formula):
+    data = load(dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayeslmm.fit(formula, data, draws=400, tune=600, chains=2, random_seed=3,
+                           progressbar=False)
+    table = fit.compare_reml()
+    fixed = table[table["class"] == "fixed"]
+    # fixed effects: REML estimate within 2 posterior SDs of the posterior mean
+    assert (np.abs(fixed["mean"] - fixed["reml"]) < 2 * fixed["sd"]).all(), fixed
+    assert table.loc["sigma", "mean"] == pytest.approx(table.loc["sigma", "reml"], rel=0.15)
+
+
+def _simulate_factor_slopes(seed: int = 5) -> tuple[pd.DataFrame, np.ndarray]:
+    """y ~ f + (f | g): a 3-level factor slope, 3 x 3 G."""
+    rng = np.random.default_rng(seed)
+    groups, reps = 40, 4
+    sd = np.array([2.0, 1.0, 1.5])
+    corr = np.array([[1, 0.4, -0.3], [0.4, 1, 0.2], [-0.3, 0.2, 1]])
+    cov = corr * np.outer(sd, sd)
+    effects = rng.multivariate_normal(np.zeros(3), cov, size=groups)
+    rows = []
+    for g in range(groups):
+        for level in range(3):
+            for _ in range(reps):
+                design = np.array([1.0, level == 1, level == 2])
+                mean = design @ np.array([10.0, 2.0, -1.0]) + design @ effects[g]
+                rows.append((f"g{g}", "abc"[level], mean + rng.normal(0, 1.0)))
+    return pd.DataFrame(rows, columns=["g", "f", "y"]), sd
+
+
+def test_factor_random_slopes_with_3x3_g():
+    data, sd_true = _simulate_factor_slopes()
+    fit = bayeslmm.fit("y ~ f + (f | g)", data, draws=500, tune=700, chains=2, random_seed=4,
+                       progressbar=False)
+    post = fit.posterior
+    assert post["cor_g"].shape[-2:] == (3, 3)
+    sd_mean = post["sd_g"].mean(("chain", "draw")).to_numpy()
+    np.testing.assert_allclose(sd_mean, sd_true, rtol=0.35)
+    assert float(post["sigma"].mean()) == pytest.approx(1.0, rel=0.15)
+
+
+def test_large_random_intercept_model_without_dense_z():
+    """8,500 rows, 400 groups; dense Z would be 3.4 million entries per draw-gradient."""
+    rng = np.random.default_rng(8)
+    groups = 400
+    g = rng.integers(0, groups, 8500)
+    x = rng.normal(size=8500)
+    u = rng.normal(0, 0.7, groups)
+    y = 1.0 + 0.5 * x + u[g] + rng.normal(0, 1.2, 8500)
+    data = pd.DataFrame({"y": y, "x": x, "g": g})
+    model = Model("y ~ x + (1 | g)", data)
+    assert model.spec.blocks[0].columns.shape == (8500, 1)
+    fit = model.fit(draws=300, tune=400, chains=2, random_seed=1, progressbar=False)
+    post = fit.posterior
+    assert float(post["sd_g"].mean()) == pytest.approx(0.7, rel=0.15)
+    assert float(post["sigma"].mean()) == pytest.approx(1.2, rel=0.05)
+    assert float(post["b"].sel(coef="x").mean()) == pytest.approx(0.5, abs=0.05)
