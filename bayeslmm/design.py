@@ -341,4 +341,5 @@ def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> Model
         n_dropped=n_dropped,
         dropped_columns=dropped,
         fixed_design=matrices.common,
+        columns=columns,
     )

@@ -110,6 +110,8 @@ class ModelSpec:
         Fixed-effect columns dropped because X was rank deficient.
     fixed_design : object
         formulae's ``CommonEffectsMatrix`` of the fixed part, for new data.
+    columns : list of str
+        Data columns the formula uses.
     """
 
     formula: str
@@ -122,6 +124,7 @@ class ModelSpec:
     n_dropped: int = 0
     dropped_columns: list[str] = field(default_factory=list)
     fixed_design: object | None = None
+    columns: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:

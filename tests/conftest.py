@@ -47,3 +47,12 @@ def sleepstudy():
     from bayeslmm.datasets import load
 
     return load("sleepstudy")
+
+
+@pytest.fixture(scope="session")
+def sleep_fit(sleepstudy):
+    """A short Bayesian fit of Reaction ~ Days + (Days | Subject) shared by the fast tests."""
+    import bayeslmm
+
+    return bayeslmm.fit("Reaction ~ Days + (Days | Subject)", sleepstudy, draws=150, tune=300,
+                        chains=2, random_seed=7, progressbar=False)

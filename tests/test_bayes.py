@@ -18,12 +18,6 @@ from bayeslmm.datasets import load
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
-@pytest.fixture(scope="module")
-def sleep_fit(sleepstudy):
-    return bayeslmm.fit(FORMULA, sleepstudy, draws=150, tune=300, chains=2, random_seed=7,
-                        progressbar=False)
-
-
 # -- priors ------------------------------------------------------------------------------
 def test_default_priors_scale_with_data(sleepstudy):
     model = Model(FORMULA, sleepstudy)

@@ -47,6 +47,8 @@ class Model:
         if priors is not None and not isinstance(priors, dict):
             raise TypeError(f"priors must be a dict, got {type(priors).__name__}")
         self.spec = build_spec(formula, data, missing=missing)
+        self.user_priors = dict(priors or {})
+        self.data_used = data.loc[self.spec.row_index, self.spec.columns]
         if not self.spec.blocks:
             raise ValueError(f"formula {formula!r} has no random-effects terms")
         self.groups = group_factors(self.spec)

@@ -220,6 +220,13 @@ class BayesFit:
         effects = np.einsum("cdij,cdnj->cdni", chol, z)
         return effects[:, :, inverse, :]
 
+    def to_netcdf(self, path: str) -> str:
+        """Save the fit (posterior, diagnostics and the data and formula needed to rebuild
+        the model) to a netCDF file; read it back with ``bayeslmm.load(path)``."""
+        from ..io import save
+
+        return save(self, path)
+
     # -- printing ------------------------------------------------------------------------
     def __repr__(self) -> str:
         post = self.posterior

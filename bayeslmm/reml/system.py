@@ -35,7 +35,6 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..spec import ModelSpec, RandomBlock
-from .kernels import level_structure, schur_lower_update
 
 __all__ = ["ThetaLayout", "BlockedSystem", "Factorization"]
 
@@ -144,7 +143,9 @@ class BlockedSystem:
         self.use_dense = self.r * self.r * self.m1 * self.q1 < self.DENSE_FLOPS
         if self.use_dense:
             self.cross_c_dense = self.cross_c.toarray().reshape(self.r, self.m1, self.q1)
-        else:
+        else:  # numba (0.4 s to import) only for problems big enough to need it
+            from .kernels import level_structure
+
             self.levels_c = level_structure(self.cross_c, self.m1, self.q1)
         self._rest_q = [b.q for b in rest]
         self._rest_m = [b.n_levels for b in rest]
@@ -184,6 +185,8 @@ class BlockedSystem:
             cw = np.einsum("rja,jab->rjb", self.cross_c_dense, weights)
             return self.cross_rest - cw.reshape(self.r, -1) @ self.cross_c_dense.reshape(
                 self.r, -1).T
+        from .kernels import schur_lower_update
+
         pointers, rows, values = self.levels_c
         return schur_lower_update(self.cross_rest.copy(), pointers, rows, values,
                                   np.ascontiguousarray(weights))

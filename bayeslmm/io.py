@@ -1,0 +1,97 @@
+"""Save and load Bayesian fits: ``fit.to_netcdf(path)`` and ``bayeslmm.load(path)``.
+
+The file is the fit's ``InferenceData`` (ArviZ's netCDF layout, readable by
+``az.from_netcdf``) plus a ``constant_data`` group holding the columns the formula used,
+and attributes with the formula, the user's priors, ``centered`` and the package version.
+Loading rebuilds the ``Model`` from them (deterministically: same rows, levels and columns),
+so ``predict`` works on new data afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["save", "load"]
+
+FORMAT = "bayeslmm-fit-1"
+
+
+def _priors_to_json(priors: dict | None) -> str:
+    if not priors:
+        return "{}"
+    return json.dumps({key: [type(p).__name__, p.params()] for key, p in priors.items()})
+
+
+def _priors_from_json(text: str) -> dict:
+    from . import bayes
+
+    return {key: getattr(bayes, name)(**params) for key, (name, params) in
+            json.loads(text).items()}
+
+
+def save(fit, path: str) -> str:
+    """Write a BayesFit to ``path`` (netCDF); returns the path."""
+    model = fit.model
+    frame = model.data_used
+    columns = {}
+    categories = {}
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            categories[col] = [str(c) for c in values.cat.categories]
+            columns[col] = ("row", values.astype(str).to_numpy(dtype=object).astype("U"))
+        elif pd.api.types.is_numeric_dtype(values) or values.dtype == bool:
+            columns[col] = ("row", values.to_numpy())
+        else:
+            columns[col] = ("row", values.astype(str).to_numpy(dtype=object).astype("U"))
+    data = xr.Dataset(columns, coords={"row": np.arange(len(frame))})
+    idata = fit.idata.copy()
+    if "constant_data" in idata.groups():
+        del idata.constant_data
+    idata.add_groups({"constant_data": data})
+    idata.constant_data.attrs.update({
+        "bayeslmm_format": FORMAT,
+        "formula": model.formula,
+        "priors": _priors_to_json(model.user_priors),
+        "centered": json.dumps(model.centered),
+        "categories": json.dumps(categories),
+        "dtypes": json.dumps({c: str(frame[c].dtype) for c in frame.columns}),
+        "elapsed": float(fit.elapsed),
+    })
+    idata.to_netcdf(path)
+    return path
+
+
+def load(path: str):
+    """Read a fit written by ``BayesFit.to_netcdf``.
+
+    Returns
+    -------
+    BayesFit
+        With its ``Model`` rebuilt, so ``predict``, ``compare_reml`` and ``summary`` work.
+    """
+    from .bayes import BayesFit, Model
+
+    idata = az.from_netcdf(path)
+    if "constant_data" not in idata.groups() or \
+            idata.constant_data.attrs.get("bayeslmm_format") != FORMAT:
+        raise ValueError(f"{path!r} is not a bayeslmm fit (no bayeslmm constant_data group)")
+    const = idata.constant_data
+    attrs = const.attrs
+    categories = json.loads(attrs["categories"])
+    dtypes = json.loads(attrs["dtypes"])
+    frame = pd.DataFrame({name: const[name].to_numpy() for name in const.data_vars})
+    for col, cats in categories.items():
+        frame[col] = pd.Categorical(frame[col].astype(str), categories=cats)
+    for col, dtype in dtypes.items():
+        if col not in categories and dtype in ("bool",):
+            frame[col] = frame[col].astype(bool)
+    model = Model(attrs["formula"], frame, priors=_priors_from_json(attrs["priors"]),
+                  centered=json.loads(attrs["centered"]))
+    del idata.constant_data
+    return BayesFit(model, idata, float(attrs.get("elapsed", np.nan)))
