@@ -95,9 +95,14 @@ def test_factor_random_slopes_with_3x3_g():
                        progressbar=False)
     post = fit.posterior
     assert post["cor_g"].shape[-2:] == (3, 3)
-    sd_mean = post["sd_g"].mean(("chain", "draw")).to_numpy()
-    np.testing.assert_allclose(sd_mean, sd_true, rtol=0.35)
-    assert float(post["sigma"].mean()) == pytest.approx(1.0, rel=0.15)
+    # the simulated truth lies inside each SD's central 99% interval ...
+    lo, hi = post["sd_g"].quantile([0.005, 0.995], dim=("chain", "draw")).to_numpy()
+    assert np.all((lo < sd_true) & (sd_true < hi)), (lo, hi)
+    # ... and the posterior agrees with REML on the same data (whose realized SD of the
+    # f[b] effects is 0.63, not the nominal 1.0)
+    table = fit.compare_reml()
+    sds = table[table["class"].isin(["sd", "sigma", "fixed"])]
+    assert (np.abs(sds["mean"] - sds["reml"]) < 1.0 * sds["sd"]).all(), sds
 
 
 def test_large_random_intercept_model_without_dense_z():
