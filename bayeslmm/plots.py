@@ -46,9 +46,10 @@ def caterpillar(fit, factor: str | None = None, term: str | None = None, prob: f
     if _is_bayes(fit):
         draws = fit.posterior[f"r_{factor}"].sel({f"{factor}_term": term})
         values = draws.stack(sample=("chain", "draw")).to_numpy()  # (levels, samples)
+        draws = draws.isel(chain=0, draw=0)
         est = values.mean(axis=1)
         lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)
-        labels = list(draws[factor].values)
+        labels = [str(v) for v in draws[draws.dims[-1]].values]
     else:
         frame = fit.ranef[factor]
         est = frame[term].to_numpy()

@@ -2,12 +2,12 @@
 
     python benchmarks/bayes.py [--draws 1000] [--chains 4] [--bambi PYTHON]
 
-For sleepstudy ``Reaction ~ Days + (Days | Subject)`` (full LKJ model): wall time of the
-whole ``fit()`` call, minimum bulk ESS over b, SDs, correlation, sigma and the random
-effects, ESS per second, divergences and mean tree depth, for ``init="reml"`` (default) and
-PyMC's own ``init="auto"``.  ``--bambi PYTHON`` also times Bambi's default sampler
-(``Reaction ~ Days + (Days | Subject)``, which Bambi fits without the correlation) with the
-given interpreter of a venv where ``bambi`` is installed.
+For sleepstudy ``Reaction ~ Days + (Days | Subject)`` (LKJ model): wall time of the whole
+``fit()`` call, minimum bulk ESS over b, SDs, correlation, sigma and the random effects,
+ESS per second, divergences and mean tree depth, for the marginal and the full sampler,
+each with ``init="reml"`` (default) and PyMC's own ``init="auto"``.  ``--bambi PYTHON``
+also times Bambi's default sampler (``Reaction ~ Days + (Days | Subject)``, which Bambi fits
+without the correlation) with the given interpreter of a venv where ``bambi`` is installed.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ print(json.dumps({{"wall": wall, "min_ess": float(min(float(ess[v].min()) for v 
 """
 
 
-def run(init: str, draws: int, chains: int, seed: int) -> dict:
+def run(init: str, draws: int, chains: int, seed: int, sampler: str = "auto") -> dict:
     data = bayeslmm.datasets.load("sleepstudy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
         fit = bayeslmm.fit(FORMULA, data, draws=draws, tune=draws, chains=chains,
-                           random_seed=seed, progressbar=False, init=init)
+                           random_seed=seed, progressbar=False, init=init, sampler=sampler)
         wall = time.perf_counter() - start
     diag = fit.diagnostics()
     stats = fit.idata.sample_stats
@@ -60,9 +60,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bambi", help="python of a venv with bambi installed")
     args = parser.parse_args()
-    run("reml", 50, 2, 0)  # warm the compile cache: timings below are warm
-    rows = [("bayeslmm init=reml", run("reml", args.draws, args.chains, args.seed)),
-            ("bayeslmm init=auto", run("auto", args.draws, args.chains, args.seed))]
+    for sampler in ("marginal", "full"):  # warm the compile caches: timings below are warm
+        run("reml", 50, 2, 0, sampler)
+    rows = [
+        ("marginal, init=reml", run("reml", args.draws, args.chains, args.seed, "marginal")),
+        ("marginal, init=auto", run("auto", args.draws, args.chains, args.seed, "marginal")),
+        ("full, init=reml", run("reml", args.draws, args.chains, args.seed, "full")),
+        ("full, init=auto", run("auto", args.draws, args.chains, args.seed, "full")),
+    ]
     if args.bambi:
         csv = str(bayeslmm.datasets.__path__[0]) + "/data/sleepstudy.csv"
         code = BAMBI.format(csv=csv, draws=args.draws, chains=args.chains)
@@ -73,7 +78,7 @@ def main() -> None:
             print("bambi failed:", out.stderr[-1000:])
     print(f"sleepstudy {FORMULA!r}, {args.chains} chains x {args.draws} draws "
           f"(tune {args.draws}), warm compile cache, arviz {az.__version__}")
-    print(f"{'sampler':28s} {'wall s':>7s} {'min ESS':>8s} {'ESS/s':>7s} {'div':>4s} "
+    print(f"{'bayeslmm sampler':28s} {'wall s':>7s} {'min ESS':>8s} {'ESS/s':>7s} {'div':>4s} "
           f"{'R-hat':>6s} {'depth':>6s} {'steps':>6s}")
     for name, r in rows:
         print(f"{name:28s} {r['wall']:7.1f} {r['min_ess']:8.0f} {r['min_ess'] / r['wall']:7.1f} "

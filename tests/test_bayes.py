@@ -160,10 +160,48 @@ def test_posterior_predictive_and_predict(sleep_fit, sleepstudy):
     assert float(response.std()) > float(mean.isel(row=0).std())
 
 
-def test_same_seed_same_draws(sleepstudy):
-    kwargs = dict(draws=30, tune=30, chains=1, cores=1, random_seed=11, progressbar=False)
+@pytest.mark.parametrize("sampler", ["marginal", "full"])
+def test_same_seed_same_draws(sleepstudy, sampler):
+    kwargs = dict(draws=30, tune=30, chains=1, cores=1, random_seed=11, progressbar=False,
+                  sampler=sampler)
     model = Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
-    first = model.fit(**kwargs).posterior
-    second = model.fit(**kwargs).posterior
-    np.testing.assert_array_equal(first["b"].values, second["b"].values)
-    np.testing.assert_array_equal(first["r_Subject"].values, second["r_Subject"].values)
+    first = model.fit(**kwargs)
+    second = model.fit(**kwargs)
+    assert first.sampler == sampler
+    np.testing.assert_array_equal(first.posterior["b"].values, second.posterior["b"].values)
+    np.testing.assert_array_equal(first.posterior["r_Subject"].values,
+                                  second.posterior["r_Subject"].values)
+    assert set(first.posterior.data_vars) == {"b", "sd_Subject", "r_Subject", "sigma"}
+
+
+def test_auto_sampler_choice(sleepstudy):
+    model = Model(FORMULA, sleepstudy)
+    assert model.choose_sampler() == "marginal" and model.choose_sampler("full") == "full"
+    heavy_tailed = Model(FORMULA, sleepstudy, priors={"Intercept": StudentT(3, 250, 50)})
+    assert heavy_tailed.choose_sampler() == "full"
+    with pytest.raises(ValueError, match="sampler='marginal' is not available.*Normal or Flat"):
+        heavy_tailed.choose_sampler("marginal")
+    with pytest.raises(ValueError, match="sampler must be 'auto', 'marginal' or 'full'"):
+        model.choose_sampler("gibbs")
+    insteval = Model("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)",
+                     load("insteval"))
+    assert "1 x 1 and add up to at most" in insteval.marginal_unavailable()
+    assert insteval.choose_sampler() == "full"
+
+
+def test_user_extended_model_is_sampled_in_full(sleepstudy):
+    import pymc as pm
+
+    model = Model(FORMULA, sleepstudy)
+    with model.pymc_model:
+        pm.Deterministic("days_times_two", 2 * model.pymc_model["b"][1])
+    assert model.choose_sampler() == "full"
+
+
+def test_factor_named_like_a_variable_gets_its_own_level_dim():
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"y": rng.normal(size=120), "b": np.repeat(np.arange(12), 10)})
+    fit = bayeslmm.fit("y ~ 1 + (1 | b)", data, draws=40, tune=40, chains=1, cores=1,
+                       progressbar=False, random_seed=1)
+    assert fit.posterior["r_b"].dims == ("chain", "draw", "b_level", "b_term")
+    assert fit.posterior["b"].dims == ("chain", "draw", "coef")

@@ -22,9 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spec import ModelSpec, RandomBlock
+from .marginal_op import MarginalLogp
 from .priors import Prior, ResolvedPriors
 
-__all__ = ["FactorTerms", "group_factors", "build_pymc_model", "public_names"]
+__all__ = ["FactorTerms", "group_factors", "build_pymc_model", "build_marginal_model",
+           "public_names"]
+
+
+RESERVED_NAMES = {"b", "sigma", "coef", "obs", "chain", "draw", "y", "row"}
 
 
 @dataclass
@@ -47,6 +52,12 @@ class FactorTerms:
     @property
     def term_dim(self) -> str:
         return f"{self.factor}_term"
+
+    @property
+    def level_dim(self) -> str:
+        """The dim of the factor's levels: its own name, unless that is taken by a posterior
+        variable or a standard dim (a factor called "b" or "sigma")."""
+        return f"{self.factor}_level" if self.factor in RESERVED_NAMES else self.factor
 
     def correlated_blocks(self) -> list[int]:
         return [k for k, b in enumerate(self.blocks) if b.correlated and b.q >= 2]
@@ -118,15 +129,7 @@ def build_pymc_model(spec: ModelSpec, priors: ResolvedPriors,
 
     centered = dict(centered or {})
     groups = group_factors(spec)
-    coords: dict[str, list] = {"coef": list(spec.x_names), "obs": np.arange(spec.n)}
-    for group in groups:
-        coords[group.factor] = list(group.levels)
-        coords[group.term_dim] = group.terms
-        for k in group.correlated_blocks():
-            d1, d2 = cor_dims(group, k)
-            coords[d1] = coords[d2] = list(group.blocks[k].terms)
-
-    with pm.Model(coords=coords) as model:
+    with pm.Model(coords=_model_coords(spec, groups)) as model:
         mu = _fixed_part(spec, priors)
         for group in groups:
             mu = mu + _factor_part(group, priors, centered.get(group.factor, False), pt)
@@ -170,12 +173,13 @@ def _fixed_part(spec: ModelSpec, priors: ResolvedPriors):
     return mu
 
 
-def _factor_part(group: FactorTerms, priors: ResolvedPriors, centered: bool, pt):
+def _covariance_part(group: FactorTerms, priors: ResolvedPriors, pt) -> list[tuple]:
+    """Priors of one factor's covariance parameters: per block (block, Cholesky factor of
+    G (q x q), SDs).  Registers the public ``sd_<f>`` and ``cor_<f>`` Deterministics."""
     import pymc as pm
 
     factor = group.factor
-    m = len(group.levels)
-    sds, effects = [], []
+    out = []
     for k, block in enumerate(group.blocks):
         q = block.q
         sd_priors = [priors.sd[factor][t] for t in block.terms]
@@ -186,31 +190,75 @@ def _factor_part(group: FactorTerms, priors: ResolvedPriors, centered: bool, pt)
                 sd_dist=_sd_dist(sd_priors, q), compute_corr=True, store_in_trace=False,
             )
             pm.Deterministic(cor_name(group, k), corr, dims=cor_dims(group, k))
-            if centered:
-                r = pm.MvNormal(f"r_{factor}{suffix}_centered", mu=np.zeros(q), chol=chol,
-                                shape=(m, q))
-            else:
-                z = pm.Normal(f"z_{factor}{suffix}", 0.0, 1.0, shape=(m, q))
-                r = pt.dot(z, chol.T)
-            sds.append(stds)
+            out.append((block, chol, stds))
         else:
-            params = {key: np.array([p.params()[key] for p in sd_priors])
-                      for key in sd_priors[0].params()}
             if len({type(p) for p in sd_priors}) > 1:
                 raise ValueError(f"SD priors of one block of {factor!r} must share a family")
+            params = {key: np.array([p.params()[key] for p in sd_priors])
+                      for key in sd_priors[0].params()}
             sd = _named(sd_priors[0], f"sd_{factor}{suffix}_raw", params, q)
-            if centered:
-                r = pm.Normal(f"r_{factor}{suffix}_centered", 0.0, sd, shape=(m, q))
-            else:
-                z = pm.Normal(f"z_{factor}{suffix}", 0.0, 1.0, shape=(m, q))
-                r = z * sd
-            sds.append(sd)
-        effects.append(r)
+            chol = sd.reshape((1, 1)) if q == 1 else pt.diag(sd)
+            out.append((block, chol, sd))
+    sds = [entry[2] for entry in out]
     pm.Deterministic(f"sd_{factor}", pt.concatenate(sds) if len(sds) > 1 else sds[0],
                      dims=group.term_dim)
+    return out
+
+
+def _factor_part(group: FactorTerms, priors: ResolvedPriors, centered: bool, pt):
+    import pymc as pm
+
+    factor = group.factor
+    m = len(group.levels)
+    effects = []
+    for k, (block, chol, sd) in enumerate(_covariance_part(group, priors, pt)):
+        q = block.q
+        suffix = "" if len(group.blocks) == 1 else f"_{k}"
+        if centered:
+            name = f"r_{factor}{suffix}_centered"
+            r = (pm.MvNormal(name, mu=np.zeros(q), chol=chol, shape=(m, q)) if q >= 2
+                 and block.correlated else pm.Normal(name, 0.0, sd, shape=(m, q)))
+        else:
+            z = pm.Normal(f"z_{factor}{suffix}", 0.0, 1.0, shape=(m, q))
+            r = pt.dot(z, chol.T) if q >= 2 and block.correlated else z * sd
+        effects.append(r)
     r_all = pt.concatenate(effects, axis=1) if len(effects) > 1 else effects[0]
-    pm.Deterministic(f"r_{factor}", r_all, dims=(factor, group.term_dim))
+    pm.Deterministic(f"r_{factor}", r_all, dims=(group.level_dim, group.term_dim))
     columns = group.columns
     if columns.shape[1] == 1:
         return r_all[group.codes, 0] * columns[:, 0]
     return (r_all[group.codes] * columns).sum(axis=1)
+
+
+def _model_coords(spec: ModelSpec, groups: list[FactorTerms]) -> dict[str, list]:
+    coords: dict[str, list] = {"coef": list(spec.x_names), "obs": np.arange(spec.n)}
+    for group in groups:
+        coords[group.level_dim] = list(group.levels)
+        coords[group.term_dim] = group.terms
+        for k in group.correlated_blocks():
+            d1, d2 = cor_dims(group, k)
+            coords[d1] = coords[d2] = list(group.blocks[k].terms)
+    return coords
+
+
+def build_marginal_model(spec: ModelSpec, priors: ResolvedPriors, structure,
+                         mu0: np.ndarray, inv_scale: np.ndarray):
+    """PyMC model of the covariance parameters only, with b and beta integrated out
+    (``bayes/marginal.py``): the same priors and public ``sd_<f>``/``cor_<f>``/``sigma``."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    groups = group_factors(spec)
+    with pm.Model(coords=_model_coords(spec, groups)) as model:
+        chol_of = {}
+        sd_of = {}
+        for group in groups:
+            for block, chol, sd in _covariance_part(group, priors, pt):
+                chol_of[id(block)], sd_of[id(block)] = chol, sd
+        sigma = priors.sigma.pymc("sigma")
+        first = structure.blocks[0]
+        sd_rest = pt.stack([sd_of[id(block)][0] for block in structure.blocks[1:]]) \
+            if len(structure.blocks) > 1 else pt.zeros(0)
+        logp = MarginalLogp(structure, mu0, inv_scale)(chol_of[id(first)], sd_rest, sigma)[0]
+        pm.Potential("marginal_loglik", logp)
+    return model

@@ -11,7 +11,8 @@ import pandas as pd
 
 from ..design import build_spec
 from ..reml import RemlFit, fit_reml
-from .builder import build_pymc_model, group_factors
+from .builder import build_marginal_model, build_pymc_model, cor_name, group_factors
+from .marginal import MarginalStructure
 from .priors import ResolvedPriors, resolve_priors
 from .result import BayesFit
 
@@ -65,6 +66,9 @@ class Model:
             raise ValueError(f"centered= names unknown grouping factor(s) {unknown}; factors: "
                              f"{[g.factor for g in self.groups]}")
         self._pymc_model = None
+        self._built_vars = 0
+        self._marginal = None
+        self._marginal_model = None
         self._reml: RemlFit | None = None
 
     @property
@@ -76,7 +80,54 @@ class Model:
         """The ``pm.Model`` (built on first use; extend it before calling ``fit``)."""
         if self._pymc_model is None:
             self._pymc_model = build_pymc_model(self.spec, self.priors, self.centered)
+            self._built_vars = len(self._pymc_model.named_vars)
         return self._pymc_model
+
+    # -- choice of sampler ---------------------------------------------------------------
+    def _marginal_parts(self):
+        if self._marginal is None:
+            structure = MarginalStructure(self.spec)
+            arrays = structure.prior_arrays(self.priors) if structure.eligible else None
+            self._marginal = (structure, arrays)
+        return self._marginal
+
+    def marginal_unavailable(self) -> str | None:
+        """Why the marginal sampler cannot be used for this model (None when it can)."""
+        structure, arrays = self._marginal_parts()
+        if not structure.eligible:
+            return ("random-effect blocks after the one with the most levels must be 1 x 1 "
+                    f"and add up to at most a few hundred effects (here {structure.rz})")
+        if arrays is None:
+            return "every fixed-effect prior must be Normal or Flat"
+        return None
+
+    def _extended_by_user(self) -> bool:
+        return (self._pymc_model is not None
+                and len(self._pymc_model.named_vars) != self._built_vars)
+
+    def choose_sampler(self, sampler: str = "auto") -> str:
+        """'marginal' or 'full' for ``sampler`` in {"auto", "marginal", "full"}."""
+        if sampler not in ("auto", "marginal", "full"):
+            raise ValueError(f"sampler must be 'auto', 'marginal' or 'full', got {sampler!r}")
+        if sampler == "full":
+            return "full"
+        reason = self.marginal_unavailable()
+        if sampler == "marginal":
+            if reason:
+                raise ValueError(f"sampler='marginal' is not available for this model: {reason}")
+            return "marginal"
+        return "full" if reason or self._extended_by_user() else "marginal"
+
+    @property
+    def marginal_model(self):
+        """The ``pm.Model`` of the covariance parameters with b and beta integrated out."""
+        if self._marginal_model is None:
+            structure, arrays = self._marginal_parts()
+            if arrays is None:
+                raise ValueError(self.marginal_unavailable())
+            self._marginal_model = build_marginal_model(self.spec, self.priors, structure,
+                                                        *arrays)
+        return self._marginal_model
 
     def fit_reml(self, reml: bool = True) -> RemlFit:
         """REML (or ML) fit of the same model; cached."""
@@ -167,7 +218,8 @@ class Model:
     # -- sampling ------------------------------------------------------------------------
     def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
             random_seed: int | None = None, progressbar: bool = True, init: str = "reml",
-            log_likelihood: bool | None = None, **sampler_kwargs) -> BayesFit:
+            sampler: str = "auto", log_likelihood: bool | None = None,
+            **sampler_kwargs) -> BayesFit:
         """Sample the posterior with NUTS (PyMC).
 
         Parameters
@@ -182,6 +234,13 @@ class Model:
         init : {"reml", "auto"}
             ``"reml"``: every chain starts near the REML estimates (jittered);
             ``"auto"``: PyMC's default initialization.
+        sampler : {"auto", "marginal", "full"}
+            ``"marginal"``: NUTS over the covariance parameters only, with b and beta
+            integrated out and drawn afterwards from their exact conditional (same
+            posterior, far fewer dimensions; see ``bayes/marginal.py``).  ``"full"``: NUTS
+            over every effect (``pymc_model``).  ``"auto"``: marginal when the model allows
+            it (Normal or flat fixed-effect priors, small blocks after the largest one,
+            ``pymc_model`` not extended by the user), full otherwise.
         log_likelihood : bool, optional
             Store pointwise log likelihoods (for ``az.loo``); default when it fits in
             memory (fewer than 50 million values).
@@ -201,14 +260,17 @@ class Model:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         started = time.perf_counter()
         rng = np.random.default_rng(random_seed)
-        model = self.pymc_model
+        chosen = self.choose_sampler(sampler)
+        model = self.pymc_model if chosen == "full" else self.marginal_model
         kwargs = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       progressbar=progressbar, compute_convergence_checks=False)
         kwargs["cores"] = cores if cores is not None else min(chains, os.cpu_count() or 1)
         kwargs.setdefault("target_accept", 0.9)
         kwargs.update(sampler_kwargs)
         if init == "reml":
-            kwargs["initvals"] = self.initial_points(chains, rng)
+            free = {v.name for v in model.free_RVs}
+            kwargs["initvals"] = [{k: v for k, v in point.items() if k in free}
+                                  for point in self.initial_points(chains, rng)]
             kwargs.setdefault("init", "adapt_diag")
         try:
             with model, warnings.catch_warnings():
@@ -219,12 +281,62 @@ class Model:
                 f"sampling failed for {self.formula!r}: {str(err).splitlines()[0]}. "
                 "Try init='auto', stronger priors, or target_accept=0.95."
             ) from None
+        if chosen == "marginal":
+            self._add_conditional_draws(idata.posterior, rng)
         if log_likelihood is None:
             log_likelihood = chains * draws * self.spec.n < 50_000_000
         fit = BayesFit.from_sampler(self, idata, log_likelihood=log_likelihood,
                                     elapsed=time.perf_counter() - started)
+        fit.sampler = chosen
         fit.warn_diagnostics()
         return fit
+
+    def _block_covariances(self, posterior) -> dict[int, np.ndarray]:
+        """G of every block for every draw, (chain * draw, q, q), keyed by id(block)."""
+        out = {}
+        for group in self.groups:
+            sd_all = posterior[f"sd_{group.factor}"].to_numpy()
+            sd_all = sd_all.reshape(-1, sd_all.shape[-1])
+            offset = 0
+            for k, block in enumerate(group.blocks):
+                sd = sd_all[:, offset:offset + block.q]
+                offset += block.q
+                if block.correlated and block.q >= 2:
+                    cor = posterior[cor_name(group, k)].to_numpy()
+                    cor = cor.reshape(-1, block.q, block.q)
+                else:
+                    cor = np.eye(block.q)[None]
+                out[id(block)] = cor * sd[:, :, None] * sd[:, None, :]
+        return out
+
+    def _add_conditional_draws(self, posterior, rng: np.random.Generator) -> None:
+        """Draw beta and b for every posterior draw of (G, sigma) and add ``b`` and
+        ``r_<factor>`` to ``posterior`` (same names and dims as the full sampler)."""
+        import xarray as xr
+
+        structure, (mu0, inv_scale) = self._marginal_parts()
+        chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+        covs = self._block_covariances(posterior)
+        first = covs[id(structure.blocks[0])]
+        jitter = 1e-12 * np.trace(first, axis1=1, axis2=2)[:, None, None]
+        chol_first = np.linalg.cholesky(first + jitter * np.eye(structure.q1))
+        sd_rest = np.column_stack([np.sqrt(covs[id(b)][:, 0, 0]) for b in structure.blocks[1:]]
+                                  ) if len(structure.blocks) > 1 else np.zeros((len(first), 0))
+        sigma = posterior["sigma"].to_numpy().reshape(-1)
+        beta, effects = structure.conditional_draws(chol_first, sd_rest, sigma, mu0, inv_scale,
+                                                    rng)
+        coords = {"chain": posterior.chain, "draw": posterior.draw}
+        if self.spec.p:
+            posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
+                                          dims=("chain", "draw", "coef"),
+                                          coords={**coords, "coef": self.spec.x_names})
+        by_block = {id(b): e for b, e in zip(structure.blocks, effects, strict=True)}
+        for group in self.groups:
+            r = np.concatenate([by_block[id(b)] for b in group.blocks], axis=2)
+            posterior[f"r_{group.factor}"] = xr.DataArray(
+                r.reshape(chains, draws, *r.shape[1:]),
+                dims=("chain", "draw", group.level_dim, group.term_dim),
+                coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{g.factor} ({len(g.levels)} levels: {', '.join(g.terms)})"

@@ -42,14 +42,17 @@ class BayesFit:
         self.model = model
         self.idata = idata
         self.elapsed = elapsed
+        self.sampler = "full"  # or "marginal": which NUTS produced the draws
 
     @classmethod
     def from_sampler(cls, model: Model, raw: az.InferenceData, log_likelihood: bool,
                      elapsed: float) -> BayesFit:
         names = public_names(model.spec)
         posterior = raw.posterior[names]
+        observed = xr.Dataset({"y": (("obs",), model.spec.y)},
+                              coords={"obs": np.arange(model.spec.n)})
         groups = {"posterior": posterior, "sample_stats": raw.sample_stats,
-                  "observed_data": raw.observed_data}
+                  "observed_data": observed}
         idata = az.InferenceData(**groups)
         fit = cls(model, idata, elapsed)
         if log_likelihood:
@@ -233,7 +236,8 @@ class BayesFit:
         diag = self.diagnostics()
         table = self.summary()[["mean", "sd", "hdi_2.5%", "hdi_97.5%", "r_hat", "ess_bulk"]]
         return (f"BayesFit: {self.spec.formula}\n  {self.spec.n} rows, {post.sizes['chain']} "
-                f"chains x {post.sizes['draw']} draws, {self.elapsed:.1f} s\n"
+                f"chains x {post.sizes['draw']} draws, {self.sampler} sampler, "
+                f"{self.elapsed:.1f} s\n"
                 f"  divergences {diag['divergences']}, max R-hat {diag['max_rhat']:.3f}, "
                 f"min bulk ESS {diag['min_ess_bulk']:.0f}\n\n{table.to_string()}")
 

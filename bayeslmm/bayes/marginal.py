@@ -1,0 +1,361 @@
+"""The marginal sampler: integrate b and beta out, sample only covariance parameters.
+
+For a Gaussian LMM with Normal (or flat) priors on the fixed effects,
+
+    p(y | G, sigma) = N(y | X mu0, sigma^2 I + Z G Z' + X Sigma0 X')
+
+is lme4's penalized least-squares system with sigma not profiled.  With Lambda = L_G / sigma
+(relative factor), the fixed effects' prior as pseudo-observations D (beta - mu0) with
+D = diag(sigma / s0) (zero rows for flat priors), and [Z X y]'[Z X y] reduced to the same
+blocked factor the REML engine uses (bayeslmm/reml/system.py),
+
+    log p(y | G, sigma) = -(n - p)/2 log(2 pi sigma^2) - 1/2 (log|L_Z|^2 + log|R_X|^2)
+                          - r^2 / (2 sigma^2) + const.
+
+Everything is a function of sufficient statistics: per-level q1 x q1 cross products of the
+first (largest) factor, the r x m1 x q1 array C = R'Z_1 and the r x r matrix R'R, with R the
+rest rows (other random blocks, X, y).  A gradient costs O(m1 q1^2 r + r^3), independent of
+n.  NUTS then walks only the SDs, correlations and sigma (4 dimensions for sleepstudy
+``(Days | Subject)``); beta and b are drawn afterwards, for every posterior draw, from their
+exact Gaussian conditional (``conditional_draws``).  The posterior is the full model's.
+
+Eligible models (``MarginalStructure.eligible``): every random block after the first is 1 x 1
+(crossed/nested intercepts) and the rest dimension r is small enough for a dense r x r
+Cholesky per gradient (``MAX_REST``).  InstEval's r = 1,159 is not: see docs/design.md.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..spec import ModelSpec, RandomBlock
+
+__all__ = ["MarginalStructure"]
+
+MAX_REST = 200        # dense r x r Cholesky per gradient
+MAX_CROSS = 4_000_000  # r * m1 * q1 entries held densely
+
+
+class MarginalStructure:
+    """Sufficient statistics of the marginal likelihood (see the module docstring)."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        order = sorted(range(len(spec.blocks)), key=lambda k: -spec.blocks[k].n_levels)
+        self.blocks: list[RandomBlock] = [spec.blocks[k] for k in order]
+        first, rest = self.blocks[0], self.blocks[1:]
+        self.m1, self.q1 = first.n_levels, first.q
+        self.rest_levels = [b.n_levels for b in rest]
+        self.rz = sum(self.rest_levels)
+        self.n, self.p = spec.n, spec.p
+        self.r = self.rz + self.p + 1
+        self.eligible = (all(b.q == 1 for b in rest) and self.r <= MAX_REST
+                         and self.r * self.m1 * self.q1 <= MAX_CROSS)
+        # fixed effects for centered predictors: intercept at the column means
+        names = spec.x_names
+        self.intercept = names.index("Intercept") if "Intercept" in names else None
+        self.center = spec.X.mean(axis=0)
+        if self.intercept is not None:
+            self.center[self.intercept] = 0.0
+        else:
+            self.center[:] = 0.0
+        if not self.eligible:
+            return
+        xc = spec.X - self.center
+        cols = first.columns
+        self.cross_first = np.zeros((self.m1, self.q1, self.q1))
+        for a in range(self.q1):
+            for b in range(self.q1):
+                self.cross_first[:, a, b] = np.bincount(
+                    first.codes, weights=cols[:, a] * cols[:, b], minlength=self.m1)
+        # rest rows R = [Z_2 .. Z_K, X_c, y], sparse where they are indicators
+        rows = sp.hstack([b.sparse_z() for b in rest] + [sp.csc_matrix(np.column_stack(
+            [xc, spec.y]))], format="csc")
+        self.cross = np.asarray((rows.T @ first.sparse_z()).todense()).reshape(
+            self.r, self.m1, self.q1)
+        self.cross_rest = np.asarray((rows.T @ rows).todense())
+
+    @cached_property
+    def _cross_2d(self) -> np.ndarray:
+        return self.cross.reshape(self.r, -1)
+
+    @cached_property
+    def _diag_q(self) -> np.ndarray:
+        return np.arange(self.q1)
+
+    @cached_property
+    def _rest_expand(self) -> np.ndarray:
+        """r x K matrix B with B @ [sd_2 .. sd_K, 1] = the per-row scale of the rest rows."""
+        k = len(self.rest_levels)
+        expand = np.zeros((self.r, k + 1))
+        offset = 0
+        for j, levels in enumerate(self.rest_levels):
+            expand[offset:offset + levels, j] = 1.0
+            offset += levels
+        expand[offset:, k] = 1.0
+        return expand
+
+    @cached_property
+    def _identity_rest(self) -> np.ndarray:
+        eye = np.zeros((self.r, self.r))
+        eye[np.arange(self.rz), np.arange(self.rz)] = 1.0
+        return eye
+
+    def _prior_cross(self, mu0: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
+        """Cross products of the prior pseudo-rows [diag(1/s0), mu0/s0] (times sigma^2)."""
+        key = (mu0.tobytes(), inv_scale.tobytes())
+        cached = getattr(self, "_prior_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        w = inv_scale**2
+        out = np.zeros((self.r, self.r))
+        x = np.arange(self.rz, self.rz + self.p)
+        out[x, x] = w
+        out[x, -1] = out[-1, x] = w * mu0
+        out[-1, -1] = (w * mu0**2).sum()
+        self._prior_cache = (key, out)
+        return out
+
+    # -- fixed-effect priors -------------------------------------------------------------
+    def prior_arrays(self, priors) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mu0, 1/s0) per coefficient of the centered parametrization (1/s0 = 0 for flat);
+        None when a prior is neither Normal nor Flat."""
+        from .priors import Flat, Normal
+
+        mu = np.zeros(self.p)
+        inv_scale = np.zeros(self.p)
+        for j, name in enumerate(self.spec.x_names):
+            prior = priors.fixed[name]
+            if isinstance(prior, Normal):
+                mu[j], inv_scale[j] = prior.mu, 1.0 / prior.sigma
+            elif not isinstance(prior, Flat):
+                return None
+        return mu, inv_scale
+
+    # -- log density (PyTensor) ----------------------------------------------------------
+    def logp(self, lam_first, sd_rest, sigma, mu0: np.ndarray, inv_scale: np.ndarray):
+        """PyTensor expression of log p(y | G, sigma) (up to a constant).
+
+        ``lam_first``: (q1, q1) Cholesky factor of the first block's G divided by sigma;
+        ``sd_rest``: list of scalar SDs of the other (1 x 1) blocks.
+        """
+        import pytensor.tensor as pt
+
+        sigma2 = sigma**2
+        weights, logdet1 = self._weights_graph(lam_first, pt)
+        cw = (self.cross[:, :, :, None] * weights[None, :, :, :]).sum(axis=2)
+        cwc = pt.dot(cw.reshape((self.r, self.m1 * self.q1)),
+                     self.cross.reshape((self.r, self.m1 * self.q1)).T)
+        schur = self.cross_rest - cwc
+        if self.rz:
+            # scale = [sd_k / sigma repeated m_k times, 1 for X and y] = B @ [sd / sigma, 1]
+            ratios = pt.concatenate([pt.stack(sd_rest) / sigma, pt.ones(1)])
+            scale = pt.dot(self._rest_expand, ratios)
+            schur = schur * scale[:, None] * scale[None, :]
+        # + I on the rest random effects, + sigma^2 * (the fixed-effect prior rows' cross
+        # products): both constant patterns, so no indexing ops in the graph
+        schur = schur + self._identity_rest + sigma2 * self._prior_cross(mu0, inv_scale)
+        chol = pt.linalg.cholesky(schur)
+        d = pt.diagonal(chol)
+        logdet = logdet1 + 2.0 * pt.log(d[:-1]).sum()
+        pwrss = d[-1] ** 2
+        dof = self.n - self.p
+        return -0.5 * dof * pt.log(2 * np.pi * sigma2) - 0.5 * logdet - pwrss / (2.0 * sigma2)
+
+    def _weights_graph(self, lam, pt):
+        """W_j = lam M_j^-1 lam' and sum_j log|M_j|, M_j = lam' A_j lam + I."""
+        a = self.cross_first
+        if self.q1 == 1:
+            lam2 = lam[0, 0] ** 2
+            m = lam2 * a[:, 0, 0] + 1.0
+            return (lam2 / m)[:, None, None], pt.log(m).sum()
+        m = pt.tensordot(pt.tensordot(a, lam, axes=[[2], [0]]), lam, axes=[[1], [0]])
+        m = m.dimshuffle(0, 2, 1) + pt.eye(self.q1)  # (j, a, d) = sum_bc lam_ba A_jbc lam_cd
+        if self.q1 == 2:
+            m00, m01, m11 = m[:, 0, 0], m[:, 0, 1], m[:, 1, 1]
+            det = m00 * m11 - m01 * m01
+            inv = pt.stack([pt.stack([m11, -m01], axis=1), pt.stack([-m01, m00], axis=1)],
+                           axis=1) / det[:, None, None]
+            logdet = pt.log(det).sum()
+        else:
+            inv = pt.linalg.inv(m)
+            logdet = pt.log(pt.linalg.det(m)).sum()
+        # W_j = lam inv_j lam'
+        w = pt.tensordot(pt.tensordot(inv, lam, axes=[[2], [1]]), lam, axes=[[1], [1]])
+        return w.dimshuffle(0, 2, 1), logdet
+
+    # -- log density and its gradient in numpy (for the custom Op) ----------------------
+    def logp_and_grad(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: float,
+                      mu0: np.ndarray, inv_scale: np.ndarray):
+        """log p(y | G, sigma) (same constant as ``logp``) and its gradient with respect to
+        the first block's Cholesky factor (lower triangle), the other blocks' SDs and sigma.
+
+        With Lambda = L / sigma, M = Lambda'A Lambda + I + sigma^2 P0 (all of the system
+        but y), H = M^-1 and u, beta, e the conditional modes and residuals:
+        d log|M| / d lambda_k = 2 lambda_k^-T (m_k I - sum_j H_jj) (H_jj: level j's diagonal
+        block of H), d r^2 / d lambda_k = -2 sum_j (Z_k'e)_j u_j', and for sigma at fixed
+        Lambda, d M = 2 sigma P0 d sigma.  The chain rule maps (Lambda, sigma) to (L, sd, sigma).
+        """
+        q1, r, rz, p = self.q1, self.r, self.rz, self.p
+        lam1 = chol_first / sigma
+        lam_rest = np.asarray(sd_rest, dtype=float) / sigma
+        a = self.cross_first
+        m = lam1.T @ a @ lam1
+        m[:, self._diag_q, self._diag_q] += 1.0
+        m_inv, logdet1 = _inverse_and_logdet(m)
+        weights = lam1 @ m_inv @ lam1.T
+        cwc = _times_blocks(self.cross, weights).reshape(r, -1) @ self._cross_2d.T
+        scale = self._rest_expand @ np.append(lam_rest, 1.0)
+        schur = (self.cross_rest - cwc) * np.outer(scale, scale)
+        schur += self._identity_rest + sigma**2 * self._prior_cross(mu0, inv_scale)
+        chol = np.linalg.cholesky(schur)
+        d = np.diagonal(chol)
+        pwrss = d[-1] ** 2
+        dof = self.n - p
+        value = (-0.5 * dof * np.log(2 * np.pi * sigma**2) - 0.5 * (logdet1 + 2 * np.log(
+            d[:-1]).sum()) - pwrss / (2 * sigma**2))
+        # modes: x = [u_rest, beta] solves the (r-1) system; u1 per level
+        la = chol[:-1, :-1]
+        inv_la = np.linalg.inv(la)
+        x_rest = inv_la.T @ chol[-1, :-1]
+        u_rest, beta = x_rest[:rz], x_rest[rz:]
+        b_rest = u_rest * scale[:rz]
+        w = np.concatenate([-b_rest, -beta, [1.0]])
+        v = (w @ self._cross_2d).reshape(self.m1, q1)               # Z1'(y - X beta - Zr br)
+        u1 = (m_inv @ (v @ lam1)[:, :, None])[:, :, 0]               # M_j^-1 lam1' v_j
+        b1 = u1 @ lam1.T
+        z1e = v - (a @ b1[:, :, None])[:, :, 0]                      # Z1'e per level
+        # diagonal blocks of H = M^-1: rest from S_A^-1, first block from the Schur terms
+        h_rest = inv_la.T @ inv_la
+        y = _times_blocks((self.cross[:-1] * scale[:-1, None, None]) @ lam1, m_inv)
+        y = (inv_la @ y.reshape(r - 1, -1)).reshape(-1, q1)          # rows (r, j), cols c
+        h_first_sum = m_inv.sum(axis=0) + y.T @ y
+        g_lam1 = np.tril(-np.linalg.solve(lam1.T, self.m1 * np.eye(q1) - h_first_sum)
+                         + (z1e.T @ u1) / sigma**2)
+        g_rest = np.zeros(len(self.rest_levels))
+        if rz:
+            zre = self.cross_rest[:rz] @ w - self._cross_2d[:rz] @ b1.ravel()  # Zr'e
+            h_diag = np.diagonal(h_rest)[:rz]
+            offset = 0
+            for k, levels in enumerate(self.rest_levels):
+                sl = slice(offset, offset + levels)
+                g_rest[k] = (-(levels - h_diag[sl].sum()) / lam_rest[k]
+                             + (u_rest[sl] @ zre[sl]) / sigma**2)
+                offset += levels
+        w_prior = inv_scale**2
+        h_x = np.diagonal(h_rest)[rz:]
+        g_sigma = (-dof / sigma - sigma * (w_prior * h_x).sum()
+                   - (w_prior * (mu0 - beta) ** 2).sum() / sigma + pwrss / sigma**3)
+        # chain rule to (L = sigma Lambda, sd = sigma lambda, sigma)
+        g_sigma -= ((g_lam1 * lam1).sum() + (g_rest * lam_rest).sum()) / sigma
+        return value, g_lam1 / sigma, g_rest / sigma, g_sigma
+
+    # -- exact conditional draws (numpy) -------------------------------------------------
+    def conditional_draws(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: np.ndarray,
+                          mu0: np.ndarray, inv_scale: np.ndarray, rng: np.random.Generator,
+                          chunk: int = 500):
+        """Draw (beta, [b_k]) for every posterior draw from p(beta, b | G, sigma, y).
+
+        Parameters
+        ----------
+        chol_first : (D, q1, q1) Cholesky factors of the first block's G per draw
+        sd_rest : (D, K - 1) SDs of the other blocks per draw
+        sigma : (D,)
+
+        Returns
+        -------
+        beta : (D, p) fixed effects (original, uncentered parametrization)
+        effects : list of (D, m_k, q_k) per block, in ``self.blocks`` order
+        """
+        out_beta, out_eff = [], []
+        for start in range(0, sigma.shape[0], chunk):
+            sl = slice(start, start + chunk)
+            beta, effects = self._draw_chunk(chol_first[sl], sd_rest[sl], sigma[sl], mu0,
+                                             inv_scale, rng)
+            out_beta.append(beta)
+            out_eff.append(effects)
+        beta = np.concatenate(out_beta)
+        effects = [np.concatenate([e[k] for e in out_eff]) for k in range(len(self.blocks))]
+        return beta, effects
+
+    def _draw_chunk(self, chol_first, sd_rest, sigma, mu0, inv_scale, rng):
+        n_draws = sigma.shape[0]
+        q1, r, rz, p = self.q1, self.r, self.rz, self.p
+        lam1 = chol_first / sigma[:, None, None]
+        m = np.einsum("Dba,jbc,Dcd->Djad", lam1, self.cross_first, lam1, optimize=True)
+        m += np.eye(q1)
+        chol_m = np.linalg.cholesky(m)
+        solved = np.linalg.solve(chol_m, np.broadcast_to(
+            np.swapaxes(lam1, 1, 2)[:, None], m.shape))          # L_j^-1 lam1'
+        weights = np.swapaxes(solved, 2, 3) @ solved               # lam1 M_j^-1 lam1'
+        cw = np.einsum("rja,Djab->Drjb", self.cross, weights, optimize=True)
+        cwc = np.einsum("Drjb,sjb->Drs", cw, self.cross, optimize=True)
+        schur = self.cross_rest[None] - cwc
+        scale = np.ones((n_draws, r))
+        offset = 0
+        for k, levels in enumerate(self.rest_levels):
+            scale[:, offset:offset + levels] = (sd_rest[:, k] / sigma)[:, None]
+            offset += levels
+        schur *= scale[:, :, None] * scale[:, None, :]
+        idx = np.arange(rz)
+        schur[:, idx, idx] += 1.0
+        prior_w = sigma[:, None] ** 2 * inv_scale[None, :] ** 2
+        x_idx = np.arange(rz, rz + p)
+        schur[:, x_idx, x_idx] += prior_w
+        schur[:, x_idx, r - 1] += prior_w * mu0
+        schur[:, r - 1, x_idx] += prior_w * mu0
+        schur[:, r - 1, r - 1] += (prior_w * mu0**2).sum(axis=1)
+        chol = np.linalg.cholesky(schur)
+        upper = np.swapaxes(chol[:, :-1, :-1], 1, 2)
+        rhs = chol[:, -1, :-1] + sigma[:, None] * rng.standard_normal((n_draws, r - 1))
+        x_rest = np.linalg.solve(upper, rhs[:, :, None])[:, :, 0]   # mean + sigma L^-T z
+        u_rest, beta_c = x_rest[:, :rz], x_rest[:, rz:]
+        b_rest = u_rest * scale[:, :rz] if rz else u_rest
+        w = np.concatenate([-b_rest, -beta_c, np.ones((n_draws, 1))], axis=1)
+        v = np.einsum("rja,Dr->Dja", self.cross, w, optimize=True)   # Z1'(y - X b - Zr br)
+        rhs1 = np.einsum("Dja,Dab->Djb", v, lam1)                  # lam1' v_j
+        mean1 = np.linalg.solve(m, rhs1[..., None])[..., 0]
+        noise = rng.standard_normal(mean1.shape)
+        noise = np.linalg.solve(np.swapaxes(chol_m, 2, 3), noise[..., None])[..., 0]
+        u1 = mean1 + sigma[:, None, None] * noise
+        b1 = np.einsum("Dab,Djb->Dja", lam1, u1)
+        effects = [b1]
+        offset = 0
+        for levels in self.rest_levels:
+            effects.append(b_rest[:, offset:offset + levels, None])
+            offset += levels
+        beta = beta_c.copy()
+        if self.intercept is not None:
+            beta[:, self.intercept] -= beta_c @ self.center
+        return beta, effects
+
+
+def _inverse_and_logdet(m: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverses and summed log determinants of a stack of small SPD matrices (closed forms
+    for 1 x 1 and 2 x 2, which is most models)."""
+    q = m.shape[-1]
+    if q == 1:
+        return 1.0 / m, float(np.log(m).sum())
+    if q == 2:
+        det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+        inv = np.empty_like(m)
+        inv[:, 0, 0] = m[:, 1, 1] / det
+        inv[:, 1, 1] = m[:, 0, 0] / det
+        inv[:, 0, 1] = -m[:, 0, 1] / det
+        inv[:, 1, 0] = -m[:, 1, 0] / det
+        if np.any(det <= 0):
+            raise np.linalg.LinAlgError("matrix not positive definite")
+        return inv, float(np.log(det).sum())
+    chol = np.linalg.cholesky(m)
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum()
+    return np.linalg.inv(m), float(logdet)
+
+
+def _times_blocks(stack: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """out[r, j] = stack[r, j] @ blocks[j] for stack (r, m, q) and blocks (m, q, q)."""
+    if blocks.shape[-1] == 1:
+        return stack * blocks[None, :, 0, :]
+    return (stack[:, :, :, None] * blocks[None]).sum(axis=2)
