@@ -45,7 +45,7 @@ def caterpillar(fit, factor: str | None = None, term: str | None = None, prob: f
     factor, term = _factor_and_term(fit, factor, term)
     if _is_bayes(fit):
         draws = fit.posterior[f"r_{factor}"].sel({f"{factor}_term": term})
-        values = draws.stack(sample=("chain", "draw")).to_numpy()  # (levels, samples)
+        values = draws.stack(_draws_=("chain", "draw")).to_numpy()  # (levels, draws)
         draws = draws.isel(chain=0, draw=0)
         est = values.mean(axis=1)
         lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)

@@ -181,12 +181,15 @@ def test_auto_sampler_choice(sleepstudy):
     assert heavy_tailed.choose_sampler() == "full"
     with pytest.raises(ValueError, match="sampler='marginal' is not available.*Normal or Flat"):
         heavy_tailed.choose_sampler("marginal")
-    with pytest.raises(ValueError, match="sampler must be 'auto', 'marginal' or 'full'"):
+    with pytest.raises(ValueError, match="sampler must be 'auto', 'marginal', 'partial' or"):
         model.choose_sampler("gibbs")
+    with pytest.raises(ValueError, match="sampler='partial' is not available.*second random"):
+        model.choose_sampler("partial")
     insteval = Model("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)",
                      load("insteval"))
     assert "1 x 1 and add up to at most" in insteval.marginal_unavailable()
-    assert insteval.choose_sampler() == "full"
+    assert insteval.choose_sampler() == "partial"
+    assert insteval.partial_centered() == {"s": True, "d": True, "dept:service": True}
 
 
 def test_user_extended_model_is_sampled_in_full(sleepstudy):

@@ -151,3 +151,20 @@ def test_marginal_and_full_samplers_agree(dataset, formula):
     assert (diff <= tolerance).all(), pd.DataFrame({"diff": diff, "tol": tolerance})[
         diff > tolerance]
     np.testing.assert_allclose(marginal["sd"], full.loc[marginal.index, "sd"], rtol=0.1)
+
+
+def test_partial_sampler_agrees_with_marginal():
+    """Penicillin with the plate effects and the intercept integrated out and the sample
+    effects sampled (the InstEval strategy) against the fully marginal sampler."""
+    model = Model("diameter ~ 1 + (1 | plate) + (1 | sample)", load("penicillin"))
+    kwargs = dict(draws=1000, tune=1000, chains=2, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        partial = model.fit(sampler="partial", random_seed=3, **kwargs)
+        marginal = model.fit(sampler="marginal", random_seed=4, **kwargs)
+    assert partial.sampler == "partial"
+    a, b = partial.summary(include_random=True), marginal.summary(include_random=True)
+    mcse = np.sqrt(a["mcse_mean"] ** 2 + b.loc[a.index, "mcse_mean"] ** 2)
+    diff = (a["mean"] - b.loc[a.index, "mean"]).abs()
+    assert (diff <= np.maximum(4 * mcse, 0.02 * b.loc[a.index, "sd"])).all()
+    np.testing.assert_allclose(a["sd"], b.loc[a.index, "sd"], rtol=0.15)

@@ -83,3 +83,35 @@ def test_conditional_means_are_reml_estimates_at_reml_parameters():
             spread = eff.std(axis=0)
             np.testing.assert_allclose(eff.mean(axis=0), blup, atol=float(
                 4 * spread.max() / np.sqrt(draws)))
+
+
+def test_partial_logp_gradient_matches_finite_differences():
+    from bayeslmm.bayes.partial import PartialStructure
+
+    spec = bayeslmm.build_spec("diameter ~ 1 + (1 | plate) + (1 | sample)", load("penicillin"))
+    partial = PartialStructure(spec)
+    assert partial.eligible and partial.first.factor == "plate"
+    rng = np.random.default_rng(0)
+    y_adj = spec.y - rng.normal(size=spec.n)
+    chol, sigma = np.array([[0.8]]), 0.6
+    mu0, inv_scale = np.array([20.0]), np.array([0.1])
+    value, g_chol, g_sigma, g_y = partial.logp_and_grad(chol, sigma, y_adj, mu0, inv_scale)
+
+    def f(c=chol, s=sigma, y=y_adj):
+        return partial.logp_and_grad(c, s, y, mu0, inv_scale)[0]
+
+    eps = 1e-5  # central differences of a value ~ -300: noise ~ 1e-13 * 300 / eps = 3e-6
+    for i in range(0, spec.n, 37):
+        step = np.zeros(spec.n)
+        step[i] = eps
+        assert (f(y=y_adj + step) - f(y=y_adj - step)) / (2 * eps) == pytest.approx(
+            g_y[i], rel=1e-4, abs=1e-5)
+    assert (f(s=sigma + eps) - f(s=sigma - eps)) / (2 * eps) == pytest.approx(g_sigma, rel=1e-4)
+    assert (f(c=chol + eps) - f(c=chol - eps)) / (2 * eps) == pytest.approx(g_chol[0, 0],
+                                                                            rel=1e-4)
+    # with y_adj = y and the kept effects at zero, the partial density is the marginal
+    # density of the single-factor model
+    single = partial.single
+    assert value == pytest.approx(single.logp_and_grad(
+        chol, np.zeros(0), sigma, mu0, inv_scale,
+        *[a[0] for a in single.statistics_of(y_adj[None])])[0])

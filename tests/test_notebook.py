@@ -73,9 +73,13 @@ def test_reprs(sleep_fit, sleepstudy):
     model = bayeslmm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
     text = repr(model)
     assert "rows: 180" in text and "Subject (18 levels" in text and "LKJ" in text
+    assert "<table" in model._repr_html_() and "sampler: marginal" in model._repr_html_()
     reml = bayeslmm.fit("Reaction ~ Days + (Days | Subject)", sleepstudy, method="reml")
-    assert "RemlFit REML" in repr(reml)
-    assert "divergences" in repr(sleep_fit)
+    text = repr(reml)
+    assert text.startswith("RemlFit REML: Reaction ~ Days + (Days | Subject)")
+    assert "levels: Subject 18" in text and "converged" in text and "Residual" in text
+    assert "<table" in reml._repr_html_()
+    assert "divergences" in repr(sleep_fit) and "marginal sampler" in repr(sleep_fit)
 
 
 def test_cli_fit_and_errors(tmp_path, capsys, sleepstudy):

@@ -26,7 +26,7 @@ from .marginal_op import MarginalLogp
 from .priors import Prior, ResolvedPriors
 
 __all__ = ["FactorTerms", "group_factors", "build_pymc_model", "build_marginal_model",
-           "public_names"]
+           "build_partial_model", "public_names"]
 
 
 RESERVED_NAMES = {"b", "sigma", "coef", "obs", "chain", "draw", "y", "row"}
@@ -239,6 +239,31 @@ def _model_coords(spec: ModelSpec, groups: list[FactorTerms]) -> dict[str, list]
             d1, d2 = cor_dims(group, k)
             coords[d1] = coords[d2] = list(group.blocks[k].terms)
     return coords
+
+
+def build_partial_model(spec: ModelSpec, priors: ResolvedPriors, structure,
+                        mu0: np.ndarray, inv_scale: np.ndarray, centered: dict[str, bool]):
+    """PyMC model with beta and the largest block integrated out (``bayes/partial.py``):
+    NUTS keeps the other blocks' effects (``r_<f>``, centered or not per ``centered``)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from .partial import PartialLogp
+
+    groups = group_factors(spec)
+    with pm.Model(coords=_model_coords(spec, groups)) as model:
+        chol_first = None
+        kept_part = 0.0
+        for group in groups:
+            if group.factor == structure.first.factor:
+                chol_first = _covariance_part(group, priors, pt)[0][1]
+            else:
+                kept_part = kept_part + _factor_part(group, priors,
+                                                     centered.get(group.factor, False), pt)
+        sigma = priors.sigma.pymc("sigma")
+        logp = PartialLogp(structure, mu0, inv_scale)(chol_first, sigma, spec.y - kept_part)[0]
+        pm.Potential("marginal_loglik", logp)
+    return model
 
 
 def build_marginal_model(spec: ModelSpec, priors: ResolvedPriors, structure,

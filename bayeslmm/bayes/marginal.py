@@ -189,7 +189,8 @@ class MarginalStructure:
 
     # -- log density and its gradient in numpy (for the custom Op) ----------------------
     def logp_and_grad(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: float,
-                      mu0: np.ndarray, inv_scale: np.ndarray):
+                      mu0: np.ndarray, inv_scale: np.ndarray, cross: np.ndarray | None = None,
+                      cross_rest: np.ndarray | None = None, modes: bool = False):
         """log p(y | G, sigma) (same constant as ``logp``) and its gradient with respect to
         the first block's Cholesky factor (lower triangle), the other blocks' SDs and sigma.
 
@@ -198,8 +199,15 @@ class MarginalStructure:
         d log|M| / d lambda_k = 2 lambda_k^-T (m_k I - sum_j H_jj) (H_jj: level j's diagonal
         block of H), d r^2 / d lambda_k = -2 sum_j (Z_k'e)_j u_j', and for sigma at fixed
         Lambda, d M = 2 sigma P0 d sigma.  The chain rule maps (Lambda, sigma) to (L, sd, sigma).
+
+        ``cross``/``cross_rest`` replace the stored statistics (the partial sampler passes
+        them with y adjusted for the sampled effects); ``modes=True`` also returns the
+        conditional modes (beta for centered predictors, b of the first block).
         """
         q1, r, rz, p = self.q1, self.r, self.rz, self.p
+        cross = self.cross if cross is None else cross
+        cross_rest = self.cross_rest if cross_rest is None else cross_rest
+        cross_2d = cross.reshape(r, -1)
         lam1 = chol_first / sigma
         lam_rest = np.asarray(sd_rest, dtype=float) / sigma
         a = self.cross_first
@@ -207,9 +215,9 @@ class MarginalStructure:
         m[:, self._diag_q, self._diag_q] += 1.0
         m_inv, logdet1 = _inverse_and_logdet(m)
         weights = lam1 @ m_inv @ lam1.T
-        cwc = _times_blocks(self.cross, weights).reshape(r, -1) @ self._cross_2d.T
+        cwc = _times_blocks(cross, weights).reshape(r, -1) @ cross_2d.T
         scale = self._rest_expand @ np.append(lam_rest, 1.0)
-        schur = (self.cross_rest - cwc) * np.outer(scale, scale)
+        schur = (cross_rest - cwc) * np.outer(scale, scale)
         schur += self._identity_rest + sigma**2 * self._prior_cross(mu0, inv_scale)
         chol = np.linalg.cholesky(schur)
         d = np.diagonal(chol)
@@ -224,20 +232,20 @@ class MarginalStructure:
         u_rest, beta = x_rest[:rz], x_rest[rz:]
         b_rest = u_rest * scale[:rz]
         w = np.concatenate([-b_rest, -beta, [1.0]])
-        v = (w @ self._cross_2d).reshape(self.m1, q1)               # Z1'(y - X beta - Zr br)
+        v = (w @ cross_2d).reshape(self.m1, q1)                     # Z1'(y - X beta - Zr br)
         u1 = (m_inv @ (v @ lam1)[:, :, None])[:, :, 0]               # M_j^-1 lam1' v_j
         b1 = u1 @ lam1.T
         z1e = v - (a @ b1[:, :, None])[:, :, 0]                      # Z1'e per level
         # diagonal blocks of H = M^-1: rest from S_A^-1, first block from the Schur terms
         h_rest = inv_la.T @ inv_la
-        y = _times_blocks((self.cross[:-1] * scale[:-1, None, None]) @ lam1, m_inv)
+        y = _times_blocks((cross[:-1] * scale[:-1, None, None]) @ lam1, m_inv)
         y = (inv_la @ y.reshape(r - 1, -1)).reshape(-1, q1)          # rows (r, j), cols c
         h_first_sum = m_inv.sum(axis=0) + y.T @ y
         g_lam1 = np.tril(-np.linalg.solve(lam1.T, self.m1 * np.eye(q1) - h_first_sum)
                          + (z1e.T @ u1) / sigma**2)
         g_rest = np.zeros(len(self.rest_levels))
         if rz:
-            zre = self.cross_rest[:rz] @ w - self._cross_2d[:rz] @ b1.ravel()  # Zr'e
+            zre = cross_rest[:rz] @ w - cross_2d[:rz] @ b1.ravel()  # Zr'e
             h_diag = np.diagonal(h_rest)[:rz]
             offset = 0
             for k, levels in enumerate(self.rest_levels):
@@ -251,12 +259,14 @@ class MarginalStructure:
                    - (w_prior * (mu0 - beta) ** 2).sum() / sigma + pwrss / sigma**3)
         # chain rule to (L = sigma Lambda, sd = sigma lambda, sigma)
         g_sigma -= ((g_lam1 * lam1).sum() + (g_rest * lam_rest).sum()) / sigma
+        if modes:
+            return value, g_lam1 / sigma, g_rest / sigma, g_sigma, beta, b1
         return value, g_lam1 / sigma, g_rest / sigma, g_sigma
 
     # -- exact conditional draws (numpy) -------------------------------------------------
     def conditional_draws(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: np.ndarray,
                           mu0: np.ndarray, inv_scale: np.ndarray, rng: np.random.Generator,
-                          chunk: int = 500):
+                          adjusted_y=None):
         """Draw (beta, [b_k]) for every posterior draw from p(beta, b | G, sigma, y).
 
         Parameters
@@ -264,6 +274,9 @@ class MarginalStructure:
         chol_first : (D, q1, q1) Cholesky factors of the first block's G per draw
         sd_rest : (D, K - 1) SDs of the other blocks per draw
         sigma : (D,)
+        adjusted_y : callable, optional
+            ``adjusted_y(slice)`` -> (d, n) responses per draw (the partial sampler's y minus
+            the sampled effects); the statistics involving y are recomputed from them.
 
         Returns
         -------
@@ -271,19 +284,46 @@ class MarginalStructure:
         effects : list of (D, m_k, q_k) per block, in ``self.blocks`` order
         """
         out_beta, out_eff = [], []
+        chunk = int(max(1, min(500, 2e7 // (self.r * self.m1 * self.q1), 5e6 // self.n)))
         for start in range(0, sigma.shape[0], chunk):
             sl = slice(start, start + chunk)
+            stats = None if adjusted_y is None else self.statistics_of(adjusted_y(sl))
             beta, effects = self._draw_chunk(chol_first[sl], sd_rest[sl], sigma[sl], mu0,
-                                             inv_scale, rng)
+                                             inv_scale, rng, stats)
             out_beta.append(beta)
             out_eff.append(effects)
         beta = np.concatenate(out_beta)
         effects = [np.concatenate([e[k] for e in out_eff]) for k in range(len(self.blocks))]
         return beta, effects
 
-    def _draw_chunk(self, chol_first, sd_rest, sigma, mu0, inv_scale, rng):
+    def statistics_of(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``cross`` (d, r, m1, q1) and ``cross_rest`` (d, r, r) for responses y (d, n),
+        the other rows staying as stored (needs no rest random blocks: rz = 0)."""
+        z1y = np.asarray(self._z1.T @ y.T).T.reshape(len(y), self.m1, self.q1)
+        cross = np.repeat(self.cross[None], len(y), axis=0)
+        cross[:, -1] = z1y
+        xy = y @ self._xc
+        cross_rest = np.repeat(self.cross_rest[None], len(y), axis=0)
+        cross_rest[:, -1, :-1] = cross_rest[:, :-1, -1] = xy
+        cross_rest[:, -1, -1] = np.einsum("dn,dn->d", y, y)
+        return cross, cross_rest
+
+    @cached_property
+    def _z1(self):
+        return self.blocks[0].sparse_z().tocsr()
+
+    @cached_property
+    def _xc(self) -> np.ndarray:
+        return self.spec.X - self.center
+
+    def _draw_chunk(self, chol_first, sd_rest, sigma, mu0, inv_scale, rng, stats=None):
         n_draws = sigma.shape[0]
         q1, r, rz, p = self.q1, self.r, self.rz, self.p
+        if stats is None:
+            cross = np.broadcast_to(self.cross, (n_draws,) + self.cross.shape)
+            cross_rest = self.cross_rest[None]
+        else:
+            cross, cross_rest = stats
         lam1 = chol_first / sigma[:, None, None]
         m = np.einsum("Dba,jbc,Dcd->Djad", lam1, self.cross_first, lam1, optimize=True)
         m += np.eye(q1)
@@ -291,9 +331,9 @@ class MarginalStructure:
         solved = np.linalg.solve(chol_m, np.broadcast_to(
             np.swapaxes(lam1, 1, 2)[:, None], m.shape))          # L_j^-1 lam1'
         weights = np.swapaxes(solved, 2, 3) @ solved               # lam1 M_j^-1 lam1'
-        cw = np.einsum("rja,Djab->Drjb", self.cross, weights, optimize=True)
-        cwc = np.einsum("Drjb,sjb->Drs", cw, self.cross, optimize=True)
-        schur = self.cross_rest[None] - cwc
+        cw = np.einsum("Drja,Djab->Drjb", cross, weights, optimize=True)
+        cwc = np.einsum("Drjb,Dsjb->Drs", cw, cross, optimize=True)
+        schur = cross_rest - cwc
         scale = np.ones((n_draws, r))
         offset = 0
         for k, levels in enumerate(self.rest_levels):
@@ -315,7 +355,7 @@ class MarginalStructure:
         u_rest, beta_c = x_rest[:, :rz], x_rest[:, rz:]
         b_rest = u_rest * scale[:, :rz] if rz else u_rest
         w = np.concatenate([-b_rest, -beta_c, np.ones((n_draws, 1))], axis=1)
-        v = np.einsum("rja,Dr->Dja", self.cross, w, optimize=True)   # Z1'(y - X b - Zr br)
+        v = np.einsum("Drja,Dr->Dja", cross, w, optimize=True)      # Z1'(y - X b - Zr br)
         rhs1 = np.einsum("Dja,Dab->Djb", v, lam1)                  # lam1' v_j
         mean1 = np.linalg.solve(m, rhs1[..., None])[..., 0]
         noise = rng.standard_normal(mean1.shape)

@@ -11,8 +11,15 @@ import pandas as pd
 
 from ..design import build_spec
 from ..reml import RemlFit, fit_reml
-from .builder import build_marginal_model, build_pymc_model, cor_name, group_factors
+from .builder import (
+    build_marginal_model,
+    build_partial_model,
+    build_pymc_model,
+    cor_name,
+    group_factors,
+)
 from .marginal import MarginalStructure
+from .partial import PartialStructure
 from .priors import ResolvedPriors, resolve_priors
 from .result import BayesFit
 
@@ -69,6 +76,8 @@ class Model:
         self._built_vars = 0
         self._marginal = None
         self._marginal_model = None
+        self._partial = None
+        self._partial_model = None
         self._reml: RemlFit | None = None
 
     @property
@@ -101,22 +110,73 @@ class Model:
             return "every fixed-effect prior must be Normal or Flat"
         return None
 
+    def _partial_structure(self) -> PartialStructure:
+        if self._partial is None:
+            self._partial = PartialStructure(self.spec)
+        return self._partial
+
+    def partial_unavailable(self) -> str | None:
+        """Why the partial sampler cannot be used (None when it can)."""
+        if self._marginal_parts()[0].prior_arrays(self.priors) is None:
+            return "every fixed-effect prior must be Normal or Flat"
+        partial = self._partial_structure()
+        if not partial.eligible:
+            return ("it needs a second random-effect block, on another factor than the one "
+                    "with the most levels")
+        return None
+
     def _extended_by_user(self) -> bool:
         return (self._pymc_model is not None
                 and len(self._pymc_model.named_vars) != self._built_vars)
 
     def choose_sampler(self, sampler: str = "auto") -> str:
-        """'marginal' or 'full' for ``sampler`` in {"auto", "marginal", "full"}."""
-        if sampler not in ("auto", "marginal", "full"):
-            raise ValueError(f"sampler must be 'auto', 'marginal' or 'full', got {sampler!r}")
+        """The sampler that ``sampler`` in {"auto", "marginal", "partial", "full"} means here.
+
+        "auto": marginal if the model allows it, else partial (beta and the largest factor
+        integrated out, NUTS over the other effects), else full."""
+        if sampler not in ("auto", "marginal", "partial", "full"):
+            raise ValueError("sampler must be 'auto', 'marginal', 'partial' or 'full', got "
+                             f"{sampler!r}")
         if sampler == "full":
             return "full"
-        reason = self.marginal_unavailable()
-        if sampler == "marginal":
+        if sampler in ("marginal", "partial"):
+            reason = (self.marginal_unavailable() if sampler == "marginal"
+                      else self.partial_unavailable())
             if reason:
-                raise ValueError(f"sampler='marginal' is not available for this model: {reason}")
+                raise ValueError(f"sampler={sampler!r} is not available for this model: "
+                                 f"{reason}")
+            return sampler
+        if self._extended_by_user():
+            return "full"
+        if self.marginal_unavailable() is None:
             return "marginal"
-        return "full" if reason or self._extended_by_user() else "marginal"
+        return "partial" if self.partial_unavailable() is None else "full"
+
+    def partial_centered(self) -> dict[str, bool]:
+        """Centered or not, per factor NUTS keeps in the partial sampler: centered where the
+        data inform each level well (levels' mean count x REML variance / sigma^2 > 1),
+        unless the user said otherwise in ``centered=``."""
+        reml = self.fit_reml()
+        out = {}
+        for block, cov in zip(reml.blocks, reml.covariances(), strict=True):
+            per_level = self.spec.n / block.n_levels
+            informative = per_level * float(np.max(np.diag(cov))) / reml.sigma**2 > 1.0
+            out[block.factor] = out.get(block.factor, True) and informative
+        out.update(self.centered)
+        return out
+
+    @property
+    def partial_model(self):
+        """The ``pm.Model`` with beta and the largest factor's effects integrated out."""
+        if self._partial_model is None:
+            reason = self.partial_unavailable()
+            if reason:
+                raise ValueError(reason)
+            arrays = self._marginal_parts()[0].prior_arrays(self.priors)
+            self._partial_model = build_partial_model(
+                self.spec, self.priors, self._partial_structure(), *arrays,
+                centered=self.partial_centered())
+        return self._partial_model
 
     @property
     def marginal_model(self):
@@ -138,9 +198,12 @@ class Model:
         return self._reml
 
     # -- initial values ------------------------------------------------------------------
-    def initial_points(self, chains: int, rng: np.random.Generator) -> list[dict]:
+    def initial_points(self, chains: int, rng: np.random.Generator,
+                       centered: dict[str, bool] | None = None) -> list[dict]:
         """Per-chain starting points near the REML solution, jittered (relative size
-        ``JITTER``) so chains do not start identical."""
+        ``JITTER``) so chains do not start identical.  ``centered`` (default: the model's)
+        says which factors' effects are parametrized centered."""
+        centered_of = self.centered if centered is None else centered
         reml = self.fit_reml()
         spec = self.spec
         base: dict[str, np.ndarray] = {}
@@ -165,7 +228,7 @@ class Model:
         sigma = max(reml.sigma, 1e-8 * (np.std(spec.y) + 1))
         base["sigma"] = np.asarray(sigma)
         for group in self.groups:
-            centered = self.centered.get(group.factor, False)
+            centered = centered_of.get(group.factor, False)
             for k, block in enumerate(group.blocks):
                 suffix = "" if len(group.blocks) == 1 else f"_{k}"
                 cov = cov_by_block[id(block)]
@@ -234,13 +297,15 @@ class Model:
         init : {"reml", "auto"}
             ``"reml"``: every chain starts near the REML estimates (jittered);
             ``"auto"``: PyMC's default initialization.
-        sampler : {"auto", "marginal", "full"}
+        sampler : {"auto", "marginal", "partial", "full"}
             ``"marginal"``: NUTS over the covariance parameters only, with b and beta
             integrated out and drawn afterwards from their exact conditional (same
-            posterior, far fewer dimensions; see ``bayes/marginal.py``).  ``"full"``: NUTS
-            over every effect (``pymc_model``).  ``"auto"``: marginal when the model allows
-            it (Normal or flat fixed-effect priors, small blocks after the largest one,
-            ``pymc_model`` not extended by the user), full otherwise.
+            posterior, far fewer dimensions; see ``bayes/marginal.py``).  ``"partial"``:
+            beta and the largest factor's effects integrated out, NUTS over the rest
+            (``bayes/partial.py``; for large crossed designs).  ``"full"``: NUTS over every
+            effect (``pymc_model``).  ``"auto"``: marginal when the model allows it (Normal or
+            flat fixed-effect priors, small blocks after the largest one, ``pymc_model`` not
+            extended by the user), else partial, else full.
         log_likelihood : bool, optional
             Store pointwise log likelihoods (for ``az.loo``); default when it fits in
             memory (fewer than 50 million values).
@@ -261,7 +326,8 @@ class Model:
         started = time.perf_counter()
         rng = np.random.default_rng(random_seed)
         chosen = self.choose_sampler(sampler)
-        model = self.pymc_model if chosen == "full" else self.marginal_model
+        model = {"full": lambda: self.pymc_model, "marginal": lambda: self.marginal_model,
+                 "partial": lambda: self.partial_model}[chosen]()
         kwargs = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       progressbar=progressbar, compute_convergence_checks=False)
         kwargs["cores"] = cores if cores is not None else min(chains, os.cpu_count() or 1)
@@ -269,8 +335,9 @@ class Model:
         kwargs.update(sampler_kwargs)
         if init == "reml":
             free = {v.name for v in model.free_RVs}
+            centered = self.partial_centered() if chosen == "partial" else None
             kwargs["initvals"] = [{k: v for k, v in point.items() if k in free}
-                                  for point in self.initial_points(chains, rng)]
+                                  for point in self.initial_points(chains, rng, centered)]
             kwargs.setdefault("init", "adapt_diag")
         try:
             with model, warnings.catch_warnings():
@@ -283,6 +350,8 @@ class Model:
             ) from None
         if chosen == "marginal":
             self._add_conditional_draws(idata.posterior, rng)
+        elif chosen == "partial":
+            self._add_partial_draws(idata.posterior, rng)
         if log_likelihood is None:
             log_likelihood = chains * draws * self.spec.n < 50_000_000
         fit = BayesFit.from_sampler(self, idata, log_likelihood=log_likelihood,
@@ -337,6 +406,47 @@ class Model:
                 r.reshape(chains, draws, *r.shape[1:]),
                 dims=("chain", "draw", group.level_dim, group.term_dim),
                 coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
+
+    def _repr_html_(self) -> str:
+        lines = repr(self).split("\n  priors:")[0].splitlines()
+        return ("<p>" + "<br>".join(lines) + f"<br>sampler: {self.choose_sampler()}</p>"
+                + self.priors._repr_html_())
+
+    def _add_partial_draws(self, posterior, rng: np.random.Generator) -> None:
+        """Draw beta and the largest factor's effects given each draw of the others."""
+        import xarray as xr
+
+        partial = self._partial_structure()
+        single = partial.single
+        mu0, inv_scale = self._marginal_parts()[0].prior_arrays(self.priors)
+        chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+        first_group = next(g for g in self.groups if g.factor == partial.first.factor)
+        covs = self._block_covariances(posterior)
+        first = covs[id(partial.first)]
+        jitter = 1e-12 * np.trace(first, axis1=1, axis2=2)[:, None, None]
+        chol_first = np.linalg.cholesky(first + jitter * np.eye(single.q1))
+        sigma = posterior["sigma"].to_numpy().reshape(-1)
+        kept = [(g, posterior[f"r_{g.factor}"].to_numpy().reshape(
+            chains * draws, len(g.levels), -1)) for g in self.groups if g is not first_group]
+
+        def adjusted_y(sl):
+            y = np.broadcast_to(self.spec.y, (len(sigma[sl]), self.spec.n)).copy()
+            for group, r in kept:
+                y -= np.einsum("dnq,nq->dn", r[sl][:, group.codes, :], group.columns)
+            return y
+
+        beta, effects = single.conditional_draws(
+            chol_first, np.zeros((len(sigma), 0)), sigma, mu0, inv_scale, rng, adjusted_y)
+        coords = {"chain": posterior.chain, "draw": posterior.draw}
+        if self.spec.p:
+            posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
+                                          dims=("chain", "draw", "coef"),
+                                          coords={**coords, "coef": self.spec.x_names})
+        group = first_group
+        posterior[f"r_{group.factor}"] = xr.DataArray(
+            effects[0].reshape(chains, draws, *effects[0].shape[1:]),
+            dims=("chain", "draw", group.level_dim, group.term_dim),
+            coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{g.factor} ({len(g.levels)} levels: {', '.join(g.terms)})"

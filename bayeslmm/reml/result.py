@@ -223,10 +223,30 @@ class RemlFit:
             lines += ["", f"optimizer did not converge: {self.optimizer_message}"]
         return SummaryText("\n".join(lines))
 
+    def _header(self) -> str:
+        dropped = f" ({self.spec.n_dropped} dropped for missing values)" \
+            if self.spec.n_dropped else ""
+        groups = ", ".join(f"{k} {v}" for k, v in self.ngroups.items())
+        status = "converged" if self.converged else f"NOT converged ({self.optimizer_message})"
+        singular = ", boundary (singular) fit" if self.is_singular else ""
+        crit = "REML criterion" if self.method == "REML" else "deviance"
+        return (f"RemlFit {self.method}: {self.spec.formula}\n"
+                f"  rows {self.nobs}{dropped}; levels: {groups}\n"
+                f"  {crit} {self.criterion:.2f}, logLik {self.loglik:.2f}, AIC {self.aic:.1f}, "
+                f"BIC {self.bic:.1f}; {status} in {self.n_evals} evaluations{singular}")
+
+    def _fixed_table(self) -> pd.DataFrame:
+        return pd.DataFrame({"estimate": self.fixef, "se": self.se, "t": self.tvalues})
+
     def __repr__(self) -> str:
-        fixef = ", ".join(f"{k}={v:.4g}" for k, v in self.fixef.items())
-        return (f"<RemlFit {self.method} {self.spec.formula!r}: n={self.nobs}, "
-                f"sigma={self.sigma:.4g}, {fixef}>")
+        vc = self.varcorr.fillna("")
+        return (f"{self._header()}\n\nFixed effects:\n{self._fixed_table().to_string()}"
+                f"\n\nVariance components:\n{vc.to_string(index=False)}")
+
+    def _repr_html_(self) -> str:
+        head = "<br>".join(self._header().splitlines())
+        return (f"<p>{head}</p><b>Fixed effects</b>{self._fixed_table().to_html()}"
+                f"<b>Variance components</b>{self.varcorr.to_html(index=False, na_rep='')}")
 
 
 def _random_table(fit: RemlFit) -> str:
