@@ -207,22 +207,18 @@ class Model:
         reml = self.fit_reml()
         spec = self.spec
         base: dict[str, np.ndarray] = {}
-        model = self.pymc_model
         names = spec.x_names
         beta = reml.beta
         slopes_idx = [j for j, n in enumerate(names) if n != "Intercept"]
-        free = {v.name for v in model.free_RVs}
-        if "b_Intercept_centered" in free:
+        if "Intercept" in names:  # builder._fixed_part samples it for centered predictors
             center = spec.X[:, slopes_idx].mean(axis=0)
             base["b_Intercept_centered"] = np.asarray(
                 beta[names.index("Intercept")] + center @ beta[slopes_idx])
-        slope_vars = sorted(n for n in free if n.startswith("b_slopes"))
-        if slope_vars:
-            by_family: dict[str, list[int]] = {}
-            for j in slopes_idx:
-                by_family.setdefault(type(self.priors.fixed[names[j]]).__name__, []).append(j)
-            for name, idx in zip(slope_vars, by_family.values(), strict=True):
-                base[name] = beta[idx]
+        by_family: dict[str, list[int]] = {}
+        for j in slopes_idx:  # one RV per prior family, named as builder._fixed_part does
+            by_family.setdefault(type(self.priors.fixed[names[j]]).__name__, []).append(j)
+        for family, idx in by_family.items():
+            base["b_slopes" if len(by_family) == 1 else f"b_slopes_{family}"] = beta[idx]
         cov_by_block = dict(zip([id(b) for b in reml.blocks], reml.covariances(), strict=True))
         effects_by_block = dict(zip([id(b) for b in reml.blocks], reml.effects, strict=True))
         sigma = max(reml.sigma, 1e-8 * (np.std(spec.y) + 1))
