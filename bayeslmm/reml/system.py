@@ -140,9 +140,14 @@ class BlockedSystem:
         else:
             self.cross_c = sp.csr_matrix((z1.T @ xy).T)
             self.cross_rest = xy.T @ xy
+        if self.q1 == 2:
+            self._a00 = self.first_cross[:, 0, 0].copy()
+            self._a01 = self.first_cross[:, 0, 1].copy()
+            self._a11 = self.first_cross[:, 1, 1].copy()
         self.use_dense = self.r * self.r * self.m1 * self.q1 < self.DENSE_FLOPS
         if self.use_dense:
             self.cross_c_dense = self.cross_c.toarray().reshape(self.r, self.m1, self.q1)
+            self._cross_c_2d = self.cross_c_dense.reshape(self.r, -1)
         else:  # numba (0.4 s to import) only for problems big enough to need it
             from .kernels import level_structure
 
@@ -150,6 +155,7 @@ class BlockedSystem:
         self._rest_q = [b.q for b in rest]
         self._rest_m = [b.n_levels for b in rest]
         self.rest_all_scalar = all(q == 1 for q in self._rest_q)
+        self._rest_diag = np.arange(self.rz)
 
     # -- one evaluation ------------------------------------------------------------------
     def first_precision(self, lam1: np.ndarray) -> np.ndarray:
@@ -164,15 +170,21 @@ class BlockedSystem:
             lam2 = lam1[0, 0] ** 2
             m = lam2 * self.first_cross[:, 0, 0] + 1.0
             return (lam2 / m)[:, None, None], float(np.log(m).sum())
+        if self.q1 == 2:  # lam1 = [[l0, 0], [l1, l2]], written out (2x faster than matmuls)
+            l0, l1, l2 = lam1[0, 0], lam1[1, 0], lam1[1, 1]
+            a00, a01, a11 = self._a00, self._a01, self._a11
+            t = a01 * l0 + a11 * l1
+            m00 = a00 * l0 * l0 + 2.0 * a01 * l0 * l1 + a11 * l1 * l1 + 1.0
+            m01 = l2 * t
+            m11 = a11 * l2 * l2 + 1.0
+            det = m00 * m11 - m01 * m01
+            i00, i01, i11 = m11 / det, -m01 / det, m00 / det
+            weights = np.empty((self.m1, 2, 2))
+            weights[:, 0, 0] = l0 * l0 * i00
+            weights[:, 0, 1] = weights[:, 1, 0] = l0 * (l1 * i00 + l2 * i01)
+            weights[:, 1, 1] = l1 * l1 * i00 + 2.0 * l1 * l2 * i01 + l2 * l2 * i11
+            return weights, float(np.log(det).sum())
         m = self.first_precision(lam1)
-        if self.q1 == 2:
-            a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 1, 1]
-            det = a * c - b * b
-            inv = np.empty_like(m)
-            inv[:, 0, 0] = c / det
-            inv[:, 1, 1] = a / det
-            inv[:, 0, 1] = inv[:, 1, 0] = -b / det
-            return lam1 @ inv @ lam1.T, float(np.log(det).sum())
         chol = np.linalg.cholesky(m)
         logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum()
         # W_j = lam1 M_j^-1 lam1' = (L_j^-1 lam1')' (L_j^-1 lam1')
@@ -182,9 +194,11 @@ class BlockedSystem:
     def _schur(self, weights: np.ndarray) -> np.ndarray:
         """R'R - C W C' (only the lower triangle is guaranteed on the sparse path)."""
         if self.use_dense:
-            cw = np.einsum("rja,jab->rjb", self.cross_c_dense, weights)
-            return self.cross_rest - cw.reshape(self.r, -1) @ self.cross_c_dense.reshape(
-                self.r, -1).T
+            if self.q1 == 1:
+                cw = self.cross_c_dense[:, :, 0] * weights[None, :, 0, 0]
+            else:
+                cw = (self.cross_c_dense[:, :, :, None] * weights[None]).sum(axis=2)
+            return self.cross_rest - cw.reshape(self.r, -1) @ self._cross_c_2d.T
         from .kernels import schur_lower_update
 
         pointers, rows, values = self.levels_c
@@ -193,6 +207,8 @@ class BlockedSystem:
 
     def _scale_rest(self, dense: np.ndarray, lambdas: list[np.ndarray]) -> np.ndarray:
         """Lt' D Lt for symmetric D, with Lt = blockdiag(I_m (x) lambda_k, I_{p+1})."""
+        if not self._rest_m:
+            return dense
         if self.rest_all_scalar:
             scale = np.concatenate(
                 [np.full(m, lam[0, 0]) for m, lam in zip(self._rest_m, lambdas, strict=True)]
@@ -215,9 +231,10 @@ class BlockedSystem:
         lambdas = self.layout.lambdas(theta)
         weights, logdet1 = self._weights_first(lambdas[0])
         schur = self._scale_rest(self._schur(weights), lambdas[1:])
-        idx = np.arange(self.rz)
-        schur[idx, idx] += 1.0
-        chol_rest = sla.cholesky(schur, lower=True, check_finite=False)
+        schur[self._rest_diag, self._rest_diag] += 1.0
+        # numpy's Cholesky has less overhead on tiny matrices, scipy's is faster on big ones
+        chol_rest = (np.linalg.cholesky(schur) if self.r < 64 else
+                     sla.cholesky(schur, lower=True, check_finite=False, overwrite_a=True))
         diag = np.diagonal(chol_rest)
         logdet_z = logdet1 + 2.0 * np.log(diag[: self.rz]).sum()
         logdet_x = 2.0 * np.log(diag[self.rz: self.rz + self.p]).sum()
