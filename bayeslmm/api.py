@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .design import build_spec
-from .reml import RemlFit, fit_reml
+from .reml import fit_reml
 
 __all__ = ["fit"]
 
@@ -34,8 +34,9 @@ def fit(
     missing : {"drop", "raise"}
         What to do with rows that have missing values in used columns.
     **kwargs
-        Passed to the engine (for REML/ML: ``start``, ``max_evals``; for NUTS see
-        :class:`bayeslmm.Model.fit`).
+        Passed to the engine (for REML/ML: ``start``, ``max_evals``; for NUTS: ``priors``,
+        ``centered`` (see :class:`bayeslmm.Model`) and :meth:`bayeslmm.Model.fit`'s
+        arguments).
 
     Returns
     -------
@@ -49,12 +50,7 @@ def fit(
         return fit_reml(spec, reml=key == "reml", **kwargs)
     from .bayes import Model  # imports PyMC: only when a Bayesian fit is asked for
 
-    return Model(formula, data, missing=missing, priors=kwargs.pop("priors", None)).fit(
-        **kwargs
-    )
+    model = Model(formula, data, missing=missing, priors=kwargs.pop("priors", None),
+                  centered=kwargs.pop("centered", None))
+    return model.fit(**kwargs)
 
-
-def fit_reml_formula(formula: str, data: pd.DataFrame, reml: bool = True,
-                     missing: str = "drop") -> RemlFit:
-    """Shortcut used by the Bayesian model and the CLI."""
-    return fit_reml(build_spec(formula, data, missing=missing), reml=reml)

@@ -32,9 +32,7 @@ def _formulae_call(what: str, formula: str, func, *args, **kwargs):
     """Run a formulae function; turn its parse errors into a ValueError naming the formula."""
     try:
         return func(*args, **kwargs)
-    except (ValueError, TypeError, KeyError, NameError, SyntaxError) as err:
-        raise ValueError(f"could not parse formula {formula!r} ({what}): {err}") from None
-    except Exception as err:  # formulae's ParseError/ScanError derive from Exception
+    except Exception as err:  # formulae's ParseError/ScanError derive from Exception only
         raise ValueError(f"could not parse formula {formula!r} ({what}): {err}") from None
 
 
