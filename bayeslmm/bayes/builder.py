@@ -138,6 +138,18 @@ def build_pymc_model(spec: ModelSpec, priors: ResolvedPriors,
     return model
 
 
+def slope_variables(names: list[str], priors: ResolvedPriors) -> dict[str, list[int]]:
+    """The slope RVs of the full model: one vector per prior family among the slopes,
+    ``b_slopes`` (or ``b_slopes_<Family>`` when there are several), with their X columns."""
+    by_family: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        if name != "Intercept":
+            by_family.setdefault(type(priors.fixed[name]).__name__, []).append(j)
+    if len(by_family) == 1:
+        return {"b_slopes": next(iter(by_family.values()))}
+    return {f"b_slopes_{family}": idx for family, idx in by_family.items()}
+
+
 def _fixed_part(spec: ModelSpec, priors: ResolvedPriors):
     import pymc as pm
     import pytensor.tensor as pt
@@ -147,12 +159,7 @@ def _fixed_part(spec: ModelSpec, priors: ResolvedPriors):
     names = spec.x_names
     slopes_idx = [j for j, n in enumerate(names) if n != "Intercept"]
     pieces = {}
-    # one vector RV per prior family among the slopes
-    by_family: dict[str, list[int]] = {}
-    for j in slopes_idx:
-        by_family.setdefault(type(priors.fixed[names[j]]).__name__, []).append(j)
-    for family, idx in by_family.items():
-        rv_name = "b_slopes" if len(by_family) == 1 else f"b_slopes_{family}"
+    for rv_name, idx in slope_variables(names, priors).items():
         prior_list = [priors.fixed[names[j]] for j in idx]
         params = {k: np.array([p.params()[k] for p in prior_list])
                   for k in prior_list[0].params()}

@@ -17,6 +17,7 @@ from .builder import (
     build_pymc_model,
     cor_name,
     group_factors,
+    slope_variables,
 )
 from .marginal import MarginalStructure
 from .partial import PartialStructure
@@ -214,11 +215,8 @@ class Model:
             center = spec.X[:, slopes_idx].mean(axis=0)
             base["b_Intercept_centered"] = np.asarray(
                 beta[names.index("Intercept")] + center @ beta[slopes_idx])
-        by_family: dict[str, list[int]] = {}
-        for j in slopes_idx:  # one RV per prior family, named as builder._fixed_part does
-            by_family.setdefault(type(self.priors.fixed[names[j]]).__name__, []).append(j)
-        for family, idx in by_family.items():
-            base["b_slopes" if len(by_family) == 1 else f"b_slopes_{family}"] = beta[idx]
+        for name, idx in slope_variables(names, self.priors).items():
+            base[name] = beta[idx]
         cov_by_block = dict(zip([id(b) for b in reml.blocks], reml.covariances(), strict=True))
         effects_by_block = dict(zip([id(b) for b in reml.blocks], reml.effects, strict=True))
         sigma = max(reml.sigma, 1e-8 * (np.std(spec.y) + 1))
