@@ -81,6 +81,16 @@ class RandomBlock:
             (self.columns.ravel(), (rows, cols)), shape=(n, self.n_effects)
         )
 
+    def level_crossproducts(self) -> np.ndarray:
+        """Z_j'Z_j for every level j: (n_levels, q, q) sums of columns[i] columns[i]'."""
+        cross = np.empty((self.n_levels, self.q, self.q))
+        for a in range(self.q):
+            for b in range(a, self.q):
+                cross[:, a, b] = cross[:, b, a] = np.bincount(
+                    self.codes, weights=self.columns[:, a] * self.columns[:, b],
+                    minlength=self.n_levels)
+        return cross
+
     def z_times(self, effects: np.ndarray) -> np.ndarray:
         """Z b for effects given as an (n_levels, q) array (or (..., n_levels, q))."""
         return np.einsum("...iq,iq->...i", effects[..., self.codes, :], self.columns)
@@ -133,6 +143,11 @@ class ModelSpec:
     @property
     def p(self) -> int:
         return self.X.shape[1]
+
+    def block_order(self) -> list[int]:
+        """Indices of ``blocks`` by number of levels, most first (stable): the order of
+        lme4, MixedModels.jl and every engine here."""
+        return sorted(range(len(self.blocks)), key=lambda k: -self.blocks[k].n_levels)
 
     def factors(self) -> dict[str, int]:
         """Number of levels of each grouping factor, in block order."""

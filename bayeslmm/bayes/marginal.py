@@ -44,8 +44,7 @@ class MarginalStructure:
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        order = sorted(range(len(spec.blocks)), key=lambda k: -spec.blocks[k].n_levels)
-        self.blocks: list[RandomBlock] = [spec.blocks[k] for k in order]
+        self.blocks: list[RandomBlock] = [spec.blocks[k] for k in spec.block_order()]
         first, rest = self.blocks[0], self.blocks[1:]
         self.m1, self.q1 = first.n_levels, first.q
         self.rest_levels = [b.n_levels for b in rest]
@@ -65,12 +64,7 @@ class MarginalStructure:
         if not self.eligible:
             return
         xc = spec.X - self.center
-        cols = first.columns
-        self.cross_first = np.zeros((self.m1, self.q1, self.q1))
-        for a in range(self.q1):
-            for b in range(self.q1):
-                self.cross_first[:, a, b] = np.bincount(
-                    first.codes, weights=cols[:, a] * cols[:, b], minlength=self.m1)
+        self.cross_first = first.level_crossproducts()
         # rest rows R = [Z_2 .. Z_K, X_c, y], sparse where they are indicators
         rows = sp.hstack([b.sparse_z() for b in rest] + [sp.csc_matrix(np.column_stack(
             [xc, spec.y]))], format="csc")

@@ -33,7 +33,7 @@ class PartialStructure:
     """The largest block (integrated out) and the blocks NUTS keeps."""
 
     def __init__(self, spec: ModelSpec):
-        order = sorted(range(len(spec.blocks)), key=lambda k: -spec.blocks[k].n_levels)
+        order = spec.block_order()
         self.first = spec.blocks[order[0]]
         self.kept = [spec.blocks[k] for k in order[1:]]
         self.single = MarginalStructure(dataclasses.replace(spec, blocks=[self.first]))

@@ -207,16 +207,16 @@ class BayesFit:
 
     def _new_level_effects(self, group, labels: np.ndarray, rng) -> np.ndarray:
         """Effects of unseen levels drawn from N(0, G) of each draw (one per new label)."""
-        sd = self._draws(f"sd_{group.factor}")  # (c, d, q)
-        chains, draws, q = sd.shape
-        corr = np.broadcast_to(np.eye(q), (chains, draws, q, q)).copy()
+        chains, draws = self.posterior.sizes["chain"], self.posterior.sizes["draw"]
+        q = len(group.terms)
+        block_covs = self.model._block_covariances(self.posterior)  # (c * d, q_k, q_k)
+        cov = np.zeros((chains * draws, q, q))  # block diagonal over the factor's blocks
         offset = 0
-        for k, block in enumerate(group.blocks):
-            if block.correlated and block.q >= 2:
-                sl = slice(offset, offset + block.q)
-                corr[:, :, sl, sl] = self._draws(cor_name(group, k))
+        for block in group.blocks:
+            sl = slice(offset, offset + block.q)
+            cov[:, sl, sl] = block_covs[id(block)]
             offset += block.q
-        cov = corr * sd[..., :, None] * sd[..., None, :]
+        cov = cov.reshape(chains, draws, q, q)
         chol = np.linalg.cholesky(cov + 1e-12 * np.eye(q))
         unique, inverse = np.unique(labels, return_inverse=True)
         z = rng.standard_normal((chains, draws, len(unique), q))

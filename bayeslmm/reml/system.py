@@ -106,7 +106,7 @@ class BlockedSystem:
             raise ValueError("the model has no random-effects terms; use a linear model")
         self.spec = spec
         # stable sort by number of levels, most first (lme4 and MixedModels.jl order)
-        self.order = sorted(range(len(spec.blocks)), key=lambda k: -spec.blocks[k].n_levels)
+        self.order = spec.block_order()
         self.blocks: list[RandomBlock] = [spec.blocks[k] for k in self.order]
         self.layout = ThetaLayout([b.q for b in self.blocks])
         self.n, self.p = spec.n, spec.p
@@ -117,14 +117,7 @@ class BlockedSystem:
         self.r = self.rz + self.p + 1
 
         # first block: per-level q1 x q1 cross products A_j = sum_{i in j} z_i z_i'
-        cols = first.columns
-        self.first_cross = np.zeros((self.m1, self.q1, self.q1))
-        for a in range(self.q1):
-            for b in range(a, self.q1):
-                sums = np.bincount(first.codes, weights=cols[:, a] * cols[:, b],
-                                   minlength=self.m1)
-                self.first_cross[:, a, b] = sums
-                self.first_cross[:, b, a] = sums
+        self.first_cross = first.level_crossproducts()
 
         # rest rows R = [Z_2 .. Z_K, X, y]
         z1 = first.sparse_z()
