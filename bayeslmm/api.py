@@ -48,7 +48,10 @@ def fit(
     if key in ("reml", "ml"):
         spec = build_spec(formula, data, missing=missing)
         return fit_reml(spec, reml=key == "reml", **kwargs)
-    from .bayes import Model  # imports PyMC: only when a Bayesian fit is asked for
+    from .bayes import compile_in_background
+
+    compile_in_background()  # the marginal sampler's kernel, while ArviZ is imported
+    from .bayes import Model
 
     model = Model(formula, data, missing=missing, priors=kwargs.pop("priors", None),
                   centered=kwargs.pop("centered", None))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spec import ModelSpec, RandomBlock
-from .marginal_op import MarginalLogp
 from .priors import Prior, ResolvedPriors
 
 __all__ = ["FactorTerms", "group_factors", "build_pymc_model", "build_marginal_model",
@@ -255,7 +254,7 @@ def build_partial_model(spec: ModelSpec, priors: ResolvedPriors, structure,
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .partial import PartialLogp
+    from .partial_op import PartialLogp
 
     groups = group_factors(spec)
     with pm.Model(coords=_model_coords(spec, groups)) as model:
@@ -279,6 +278,8 @@ def build_marginal_model(spec: ModelSpec, priors: ResolvedPriors, structure,
     (``bayes/marginal.py``): the same priors and public ``sd_<f>``/``cor_<f>``/``sigma``."""
     import pymc as pm
     import pytensor.tensor as pt
+
+    from .marginal_op import MarginalLogp
 
     groups = group_factors(spec)
     with pm.Model(coords=_model_coords(spec, groups)) as model:

@@ -15,11 +15,13 @@ from .builder import (
     build_marginal_model,
     build_partial_model,
     build_pymc_model,
+    cor_dims,
     cor_name,
     group_factors,
     slope_variables,
 )
 from .marginal import MarginalStructure
+from .marginal_posterior import MarginalPosterior
 from .partial import PartialStructure
 from .priors import ResolvedPriors, resolve_priors
 from .result import BayesFit
@@ -77,6 +79,7 @@ class Model:
         self._built_vars = 0
         self._marginal = None
         self._marginal_model = None
+        self._marginal_posterior: MarginalPosterior | None = None
         self._partial = None
         self._partial_model = None
         self._reml: RemlFit | None = None
@@ -275,7 +278,7 @@ class Model:
     # -- sampling ------------------------------------------------------------------------
     def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
             random_seed: int | None = None, progressbar: bool = True, init: str = "reml",
-            sampler: str = "auto", log_likelihood: bool | None = None,
+            sampler: str = "auto", backend: str = "auto", log_likelihood: bool | None = None,
             **sampler_kwargs) -> BayesFit:
         """Sample the posterior with NUTS (PyMC).
 
@@ -300,31 +303,45 @@ class Model:
             effect (``pymc_model``).  ``"auto"``: marginal when the model allows it (Normal or
             flat fixed-effect priors, small blocks after the largest one, ``pymc_model`` not
             extended by the user), else partial, else full.
+        backend : {"auto", "nutpie", "pymc"}
+            Which NUTS runs the marginal sampler: ``"nutpie"`` (Rust NUTS on a numba log
+            density, no PyTensor compilation; the default) or ``"pymc"`` (``pm.sample`` on
+            ``marginal_model``).  The partial and full samplers always use PyMC.
         log_likelihood : bool, optional
             Store pointwise log likelihoods (for ``az.loo``); default when it fits in
             memory (fewer than 50 million values).
         **sampler_kwargs
-            Passed to ``pymc.sample`` (e.g. ``target_accept``).
+            Passed to ``pymc.sample`` or ``nutpie.sample`` (e.g. ``target_accept``).
 
         Returns
         -------
         BayesFit
         """
-        import pymc as pm
-
         if init not in ("reml", "auto"):
             raise ValueError(f"init must be 'reml' or 'auto', got {init!r}")
+        if backend not in ("auto", "nutpie", "pymc"):
+            raise ValueError(f"backend must be 'auto', 'nutpie' or 'pymc', got {backend!r}")
         for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
             if not isinstance(value, int | np.integer) or value < (0 if name == "tune" else 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         started = time.perf_counter()
         rng = np.random.default_rng(random_seed)
         chosen = self.choose_sampler(sampler)
+        if backend == "nutpie" and chosen != "marginal":
+            raise ValueError(f"backend='nutpie' runs the marginal sampler only; this fit uses "
+                             f"the {chosen!r} sampler (pass backend='pymc')")
+        cores = cores if cores is not None else min(chains, os.cpu_count() or 1)
+        if chosen == "marginal" and backend != "pymc":
+            raw = self._sample_marginal_nutpie(draws, tune, chains, cores, random_seed, rng,
+                                               progressbar, init, sampler_kwargs)
+            return self._finish(raw, chosen, rng, chains, draws, log_likelihood, started)
+        import pymc as pm
+
         model = {"full": lambda: self.pymc_model, "marginal": lambda: self.marginal_model,
                  "partial": lambda: self.partial_model}[chosen]()
         kwargs = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       progressbar=progressbar, compute_convergence_checks=False)
-        kwargs["cores"] = cores if cores is not None else min(chains, os.cpu_count() or 1)
+        kwargs["cores"] = cores
         kwargs.setdefault("target_accept", 0.9)
         kwargs.update(sampler_kwargs)
         if init == "reml":
@@ -342,6 +359,11 @@ class Model:
                 f"sampling failed for {self.formula!r}: {str(err).splitlines()[0]}. "
                 "Try init='auto', stronger priors, or target_accept=0.95."
             ) from None
+        return self._finish(idata, chosen, rng, chains, draws, log_likelihood, started)
+
+    def _finish(self, idata, chosen: str, rng: np.random.Generator, chains: int, draws: int,
+                log_likelihood: bool | None, started: float) -> BayesFit:
+        """Add the integrated-out effects' draws and wrap the result in a ``BayesFit``."""
         if chosen == "marginal":
             self._add_conditional_draws(idata.posterior, rng)
         elif chosen == "partial":
@@ -353,6 +375,84 @@ class Model:
         fit.sampler = chosen
         fit.warn_diagnostics()
         return fit
+
+    # -- the marginal sampler on nutpie ----------------------------------------------------
+    def marginal_posterior(self) -> MarginalPosterior:
+        """The marginal sampler's numba log density over unconstrained theta (cached)."""
+        if self._marginal_posterior is None:
+            structure, arrays = self._marginal_parts()
+            if arrays is None or not structure.eligible:
+                raise ValueError(self.marginal_unavailable())
+            self._marginal_posterior = MarginalPosterior(structure, self.priors, *arrays)
+        return self._marginal_posterior
+
+    def _marginal_start(self, post: MarginalPosterior) -> np.ndarray:
+        """theta at the REML estimates (SDs floored at 5% of their prior scale,
+        correlations clipped to +-0.9)."""
+        reml = self.fit_reml()
+        cov_of = {id(b): c for b, c in zip(reml.blocks, reml.covariances(), strict=True)}
+        blocks = post.structure.blocks
+
+        def sds(block):
+            sd = np.sqrt(np.clip(np.diag(cov_of[id(block)]), 0, None))
+            floor = 0.05 * np.array([self._sd_scale(block.factor, t) for t in block.terms])
+            return np.maximum(sd, floor)
+
+        cov = cov_of[id(blocks[0])]
+        root = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
+        corr = np.clip(cov / np.outer(root, root), -0.9, 0.9)
+        np.fill_diagonal(corr, 1.0)
+        sd_rest = np.array([sds(b)[0] for b in blocks[1:]])
+        sigma = max(reml.sigma, 1e-8 * (np.std(self.spec.y) + 1))
+        return post.unconstrain(sds(blocks[0]), corr, sd_rest, sigma)
+
+    def _sample_marginal_nutpie(self, draws, tune, chains, cores, random_seed, rng,
+                                progressbar, init, sampler_kwargs):
+        """nutpie over theta, then the public sd/cor/sigma variables (an InferenceData
+        with ``posterior`` and ``sample_stats``, like ``pm.sample``'s)."""
+        import arviz as az
+        import xarray as xr
+
+        from .nutpie_backend import sample_cfunc
+
+        post = self.marginal_posterior()
+        if init == "reml":
+            start = self._marginal_start(post)
+        else:  # prior-ish start: unit SDs relative to the data, no correlation
+            scale = float(np.std(self.spec.y)) or 1.0
+            start = post.unconstrain(np.full(post.q1, scale / 2), np.eye(post.q1),
+                                     np.full(post.n_rest, scale / 2), scale / 2)
+
+        def initial_point(chain_rng):
+            return start + chain_rng.uniform(-JITTER, JITTER, start.shape)
+
+        kwargs = {"target_accept": 0.8, **sampler_kwargs}
+        from .marginal_cfunc import EXPAND_CFUNC, LOGP_CFUNC, pack
+
+        theta, stats = sample_cfunc(LOGP_CFUNC, EXPAND_CFUNC, pack(post), post.ndim,
+                                    initial_point, draws=draws, tune=tune, chains=chains,
+                                    cores=cores, seed=random_seed, progressbar=progressbar,
+                                    **kwargs)
+        sd_first, corr_chol, sd_rest, sigma = post.constrain(theta.reshape(-1, post.ndim))
+        shape = theta.shape[:2]
+        sd_of = {id(post.structure.blocks[0]): sd_first}
+        for k, block in enumerate(post.structure.blocks[1:]):
+            sd_of[id(block)] = sd_rest[:, k:k + 1]
+        coords = {"chain": np.arange(shape[0]), "draw": np.arange(shape[1])}
+        variables = {"sigma": (("chain", "draw"), sigma.reshape(shape))}
+        for group in self.groups:
+            sd = np.concatenate([sd_of[id(b)] for b in group.blocks], axis=1)
+            variables[f"sd_{group.factor}"] = (("chain", "draw", group.term_dim),
+                                               sd.reshape(*shape, -1))
+            coords[group.term_dim] = group.terms
+            for k in group.correlated_blocks():  # only the first block can be here
+                corr = corr_chol @ np.swapaxes(corr_chol, 1, 2)
+                dims = cor_dims(group, k)
+                variables[cor_name(group, k)] = (("chain", "draw", *dims),
+                                                 corr.reshape(*shape, *corr.shape[1:]))
+                coords[dims[0]] = coords[dims[1]] = list(group.blocks[k].terms)
+        posterior = xr.Dataset(variables, coords=coords)
+        return az.InferenceData(posterior=posterior, sample_stats=stats)
 
     def _block_covariances(self, posterior) -> dict[int, np.ndarray]:
         """G of every block for every draw, (chain * draw, q, q), keyed by id(block)."""

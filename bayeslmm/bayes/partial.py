@@ -19,14 +19,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytensor.tensor as pt
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
 from ..spec import ModelSpec
 from .marginal import MarginalStructure
 
-__all__ = ["PartialStructure", "PartialLogp"]
+__all__ = ["PartialStructure"]
 
 
 class PartialStructure:
@@ -49,37 +46,3 @@ class PartialStructure:
         first = self.first
         resid = y_adj - single._xc @ beta_c - (b1[first.codes] * first.columns).sum(axis=1)
         return value, g_chol, g_sigma, -resid / sigma**2
-
-
-class PartialLogp(Op):
-    """PyTensor Op: (chol_first, sigma, y_adj) -> (logp, d/dchol, d/dsigma, d/dy_adj)."""
-
-    __props__ = ("key",)
-
-    def __init__(self, structure: PartialStructure, mu0: np.ndarray, inv_scale: np.ndarray):
-        self.structure = structure
-        self.mu0 = np.asarray(mu0, dtype=float)
-        self.inv_scale = np.asarray(inv_scale, dtype=float)
-        self.key = id(structure), self.mu0.tobytes(), self.inv_scale.tobytes()
-
-    def make_node(self, chol_first, sigma, y_adj):
-        inputs = [pt.as_tensor_variable(chol_first, dtype="float64"),
-                  pt.as_tensor_variable(sigma, dtype="float64"),
-                  pt.as_tensor_variable(y_adj, dtype="float64")]
-        return Apply(self, inputs, [pt.dscalar(), pt.dmatrix(), pt.dscalar(), pt.dvector()])
-
-    def perform(self, node, inputs, output_storage):
-        chol_first, sigma, y_adj = inputs
-        try:
-            value, g_chol, g_sigma, g_y = self.structure.logp_and_grad(
-                chol_first, float(sigma), y_adj, self.mu0, self.inv_scale)
-        except np.linalg.LinAlgError:
-            value, g_chol, g_sigma, g_y = -np.inf, np.zeros_like(chol_first), 0.0, \
-                np.zeros_like(y_adj)
-        for k, out in enumerate((value, g_chol, g_sigma, g_y)):
-            output_storage[k][0] = np.asarray(out, dtype="float64")
-
-    def grad(self, inputs, output_grads):
-        _, g_chol, g_sigma, g_y = self(*inputs)
-        g = output_grads[0]
-        return [g * g_chol, g * g_sigma, g * g_y]

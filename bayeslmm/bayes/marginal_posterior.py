@@ -1,0 +1,174 @@
+"""log p(theta | y) of the marginal sampler on the unconstrained scale, in numba.
+
+theta = [log sd of the first block (q1), its CPCs (q1 (q1 - 1) / 2 when correlated),
+         log sd of each other (1 x 1) block, log sigma]
+
+The likelihood is ``marginal_kernel.marginal_logp_grad`` (b and beta integrated out); the
+priors and transforms are ``unconstrained.py``'s.  ``MarginalPosterior`` packs the arrays
+once and offers ``logp_and_grad(theta)`` (what nutpie calls), ``constrain(draws)``
+(SDs, correlation factors and sigma for every draw) and ``unconstrain`` (for initial points).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .marginal import MarginalStructure
+from .marginal_kernel import marginal_logp_grad
+from .unconstrained import (
+    cholesky_backprop,
+    corr_cholesky,
+    n_cpc,
+    scale_prior_arrays,
+    scale_prior_logp,
+)
+
+__all__ = ["MarginalPosterior"]
+
+
+class MarginalPosterior:
+    """The marginal sampler's target density for one model (see the module docstring).
+
+    Parameters
+    ----------
+    structure : MarginalStructure
+        Sufficient statistics (must be ``eligible``).
+    priors : ResolvedPriors
+    mu0, inv_scale : ndarray
+        Normal prior means and 1/sd of the centered fixed effects (0 for flat priors).
+    """
+
+    def __init__(self, structure: MarginalStructure, priors, mu0: np.ndarray,
+                 inv_scale: np.ndarray):
+        self.structure = structure
+        first = structure.blocks[0]
+        self.q1 = first.q
+        self.n_cpc = n_cpc(first.q, first.correlated)
+        self.eta = float(priors.cor[first.factor].eta) if self.n_cpc else 1.0
+        scale_priors = [priors.sd[first.factor][t] for t in first.terms]
+        scale_priors += [priors.sd[b.factor][b.terms[0]] for b in structure.blocks[1:]]
+        scale_priors.append(priors.sigma)
+        self.family, self.param_a, self.param_b = scale_prior_arrays(scale_priors)
+        self.n_rest = len(structure.blocks) - 1
+        self.ndim = self.q1 + self.n_cpc + self.n_rest + 1
+        self._data = (
+            np.ascontiguousarray(structure.cross_first), np.ascontiguousarray(structure.cross),
+            np.ascontiguousarray(structure.cross_rest),
+            np.asarray(structure.rest_levels, dtype=np.int64),
+            np.asarray(mu0, dtype=float), np.asarray(inv_scale, dtype=float) ** 2,
+            float(structure.n))
+
+    def logp_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log posterior density (up to a constant) and its gradient at ``theta``; -inf with
+        a zero gradient where the system is singular or an SD under- or overflows.
+
+        Three jitted calls rather than one: numba links a callee into its caller and
+        compiles it again, which would double the cold-start compile time of the kernel."""
+        theta = np.asarray(theta, dtype=float)
+        q1, n_rest = self.q1, self.n_rest
+        w, chol = np.empty((q1, q1)), np.empty((q1, q1))
+        sd_rest = np.empty(n_rest)
+        sigma, lkj = transform(theta, q1, self.n_cpc, self.eta, n_rest, w, chol, sd_rest)
+        g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_rest)
+        value, g_sigma = marginal_logp_grad(chol, sd_rest, sigma, *self._data, g_chol, g_rest)
+        grad = np.zeros(self.ndim)
+        if np.isfinite(value):
+            value += lkj + add_priors(theta, grad, q1, self.n_cpc, self.eta, w, g_chol, g_rest,
+                                      g_sigma, self.family, self.param_a, self.param_b)
+        if not (np.isfinite(value) and np.isfinite(grad).all()):
+            return -np.inf, np.zeros(self.ndim)
+        return value, grad
+
+    def constrain(self, theta: np.ndarray):
+        """(sd_first (D, q1), corr_chol_first (D, q1, q1), sd_rest (D, K-1), sigma (D,))
+        for draws ``theta`` (D, ndim)."""
+        theta = np.ascontiguousarray(theta, dtype=float).reshape(-1, self.ndim)
+        q1, k = self.q1, self.q1 + self.n_cpc
+        sd_first = np.exp(theta[:, :q1])
+        corr_chol = np.empty((len(theta), q1, q1))
+        for d in range(len(theta)):
+            if self.n_cpc:
+                corr_cholesky(theta[d, q1:k], q1, self.eta, corr_chol[d])
+            else:
+                corr_chol[d] = np.eye(q1)
+        return sd_first, corr_chol, np.exp(theta[:, k:k + self.n_rest]), np.exp(theta[:, -1])
+
+    def unconstrain(self, sd_first: np.ndarray, corr: np.ndarray, sd_rest: np.ndarray,
+                    sigma: float) -> np.ndarray:
+        """theta of the given SDs, correlation matrix of the first block and sigma."""
+        theta = np.empty(self.ndim)
+        theta[:self.q1] = np.log(sd_first)
+        if self.n_cpc:
+            w = np.linalg.cholesky(corr)
+            idx = self.q1
+            for i in range(1, self.q1):
+                remaining = 1.0
+                for j in range(i):
+                    z = w[i, j] / math.sqrt(remaining)
+                    theta[idx] = math.atanh(np.clip(z, -0.999, 0.999))
+                    remaining -= w[i, j] ** 2
+                    idx += 1
+        theta[self.q1 + self.n_cpc:-1] = np.log(sd_rest)
+        theta[-1] = math.log(sigma)
+        return theta
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def scale_term(u, family, a, b, g_sd):  # pragma: no cover - jit
+    """For an SD s = exp(u) with prior (family, a, b): (log prior + Jacobian u, dlogp/du)
+    given the rest of the density's derivative ``g_sd`` in s."""
+    s = math.exp(u)
+    lp, dlp = scale_prior_logp(s, family, a, b)
+    return lp + u, (g_sd + dlp) * s + 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def transform(theta, q1, ncpc, eta, n_rest, w, chol, sd_rest):  # pragma: no cover - jit
+    """theta -> the first block's correlation factor ``w`` and Cholesky factor ``chol`` and
+    the other SDs ``sd_rest``; returns (sigma, LKJ log density with its Jacobian)."""
+    lkj = 0.0
+    if ncpc > 0:
+        lkj = corr_cholesky(theta[q1:q1 + ncpc], q1, eta, w)
+    else:
+        for i in range(q1):
+            for j in range(q1):
+                w[i, j] = 1.0 if i == j else 0.0
+    for i in range(q1):
+        sd = math.exp(theta[i])
+        for j in range(q1):
+            chol[i, j] = sd * w[i, j]
+    for k in range(n_rest):
+        sd_rest[k] = math.exp(theta[q1 + ncpc + k])
+    return math.exp(theta[theta.shape[0] - 1]), lkj
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def add_priors(theta, grad, q1, ncpc, eta, w, g_chol, g_rest, g_sigma, family, pa, pb
+               ):  # pragma: no cover - jit
+    """Given the likelihood's gradient in (chol, sd_rest, sigma), fill ``grad`` (in theta)
+    and return the log prior density with the Jacobians (LKJ excluded: ``transform``)."""
+    ndim = theta.shape[0]
+    n_rest = g_rest.shape[0]
+    sd = np.empty(q1)
+    for i in range(q1):
+        sd[i] = math.exp(theta[i])
+    g_u = np.empty(q1)
+    g_y = np.zeros(ncpc)
+    cholesky_backprop(g_chol, sd, w, theta[q1:q1 + ncpc], q1, eta, g_u, g_y)
+    for j in range(ncpc):
+        grad[q1 + j] = g_y[j]
+    # prior k belongs to the k-th SD: first block's q1, the rest blocks', sigma last
+    value = 0.0
+    for i in range(q1):
+        lp, grad[i] = scale_term(theta[i], family[i], pa[i], pb[i], g_u[i] / sd[i])
+        value += lp
+    for k in range(n_rest):
+        idx, prior = q1 + ncpc + k, q1 + k
+        lp, grad[idx] = scale_term(theta[idx], family[prior], pa[prior], pb[prior], g_rest[k])
+        value += lp
+    last = q1 + n_rest
+    lp, grad[ndim - 1] = scale_term(theta[ndim - 1], family[last], pa[last], pb[last], g_sigma)
+    return value + lp
