@@ -56,12 +56,18 @@ def test_kernel_matches_numpy_reference(dataset, formula):
         sigma = rng.uniform(0.3, 1.0) * scale
         ref = structure.logp_and_grad(chol, sd_rest, sigma, mu0, inv_scale)
         g_chol, g_rest = np.zeros_like(chol), np.zeros_like(sd_rest)
+        modes_x, modes_b1 = np.empty(structure.r - 1), np.empty((structure.m1, structure.q1))
         value, g_sigma = marginal_logp_grad(
-            chol, sd_rest, sigma, *model.marginal_posterior()._data, g_chol, g_rest)
+            chol, sd_rest, sigma, *model.marginal_posterior()._data, g_chol, g_rest, modes_x,
+            modes_b1)
         assert value == pytest.approx(ref[0], rel=1e-11)
         np.testing.assert_allclose(g_chol, ref[1], rtol=1e-8, atol=1e-10 * np.abs(ref[1]).max())
         np.testing.assert_allclose(g_rest, ref[2], rtol=1e-8)
         assert g_sigma == pytest.approx(ref[3], rel=1e-8)
+        _, _, _, _, beta, b1 = structure.logp_and_grad(chol, sd_rest, sigma, mu0, inv_scale,
+                                                       modes=True)
+        np.testing.assert_allclose(modes_x[structure.rz:], beta, rtol=1e-9, atol=1e-9 * scale)
+        np.testing.assert_allclose(modes_b1, b1, rtol=1e-8, atol=1e-9 * scale)
 
 
 @pytest.mark.parametrize("dataset, formula", [*CASES, ("3x3", "y ~ f + (f | g)")])

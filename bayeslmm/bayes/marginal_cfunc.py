@@ -77,8 +77,10 @@ def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - 
     sigma, lkj = transform(theta, q1, ncpc, eta, n_rest, w, chol, sd_rest)
     g_chol = np.zeros((q1, q1))
     g_rest = np.zeros(n_rest)
+    modes_x = np.empty(r - 1)
+    modes_b1 = np.empty((m1, q1))
     value, g_sigma = marginal_logp_grad(chol, sd_rest, sigma, a, c, cr, rest_levels, mu0,
-                                        wprior, n_obs, g_chol, g_rest)
+                                        wprior, n_obs, g_chol, g_rest, modes_x, modes_b1)
     for i in range(dim):
         grad[i] = 0.0
     if not np.isfinite(value):

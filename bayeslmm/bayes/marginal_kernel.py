@@ -25,10 +25,16 @@ __all__ = ["marginal_logp_grad", "small_spd_inverse", "cholesky_lower"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def small_spd_inverse(m, out):  # pragma: no cover - jit
-    """Inverse of a small SPD matrix into ``out``; returns (log det, ok)."""
+def small_spd_inverse(m, out, chol, inv_l):  # pragma: no cover - jit
+    """Inverse of a small SPD matrix into ``out``; returns (log det, ok).  ``chol`` and
+    ``inv_l`` are q x q workspaces (allocating them per call costs more than the work)."""
     q = m.shape[0]
-    chol = np.zeros((q, q))
+    if q == 1:
+        if m[0, 0] <= 0.0:
+            return 0.0, False
+        out[0, 0] = 1.0 / m[0, 0]
+        return math.log(m[0, 0]), True
+    chol[:] = 0.0
     logdet = 0.0
     for i in range(q):
         for j in range(i + 1):
@@ -42,7 +48,7 @@ def small_spd_inverse(m, out):  # pragma: no cover - jit
                 logdet += 2.0 * math.log(chol[i, i])
             else:
                 chol[i, j] = s / chol[j, j]
-    inv_l = np.zeros((q, q))  # L^-1 (lower)
+    inv_l[:] = 0.0  # L^-1 (lower)
     for i in range(q):
         inv_l[i, i] = 1.0 / chol[i, i]
         for j in range(i):
@@ -82,9 +88,11 @@ def cholesky_lower(s, chol):  # pragma: no cover - jit
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, wprior,
-                       n_obs, g_chol, g_rest):  # pragma: no cover - jit
+                       n_obs, g_chol, g_rest, modes_x, modes_b1):  # pragma: no cover - jit
     """log p(y | L_first, sd_rest, sigma); fills ``g_chol`` (lower triangle) and ``g_rest``
-    and returns (value, d value / d sigma).  value = -inf when the system is singular."""
+    and returns (value, d value / d sigma).  value = -inf when the system is singular.
+    Also fills the conditional modes: ``modes_x`` (r - 1: the rest blocks' u, then beta of
+    the centered X) and ``modes_b1`` (m1, q1: the first block's effects)."""
     m1, q1 = A.shape[0], A.shape[1]
     r = CR.shape[0]
     p = mu0.shape[0]
@@ -104,6 +112,8 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
     weights = np.empty((m1, q1, q1))
     tmp = np.empty((q1, q1))
     mj = np.empty((q1, q1))
+    work1 = np.empty((q1, q1))
+    work2 = np.empty((q1, q1))
     logdet1 = 0.0
     for j in range(m1):
         for a in range(q1):
@@ -118,7 +128,7 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
                 for c in range(q1):
                     acc += lam1[c, a] * tmp[c, b]
                 mj[a, b] = acc
-        ld, ok = small_spd_inverse(mj, m_inv[j])
+        ld, ok = small_spd_inverse(mj, m_inv[j], work1, work2)
         if not ok:
             return -np.inf, 0.0
         logdet1 += ld
@@ -189,6 +199,8 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
         for k in range(i, ra):
             acc += inv_la[k, i] * chol[r - 1, k]
         x_rest[i] = acc
+    for i in range(ra):
+        modes_x[i] = x_rest[i]
     wvec = np.empty(r)
     for i in range(rz):
         wvec[i] = -x_rest[i] * scale[i]
@@ -222,6 +234,7 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
             for c in range(q1):
                 acc += lam1[a, c] * u1[j, c]
             b1[j, a] = acc
+            modes_b1[j, a] = acc
         for a in range(q1):
             acc = v[j, a]
             for c in range(q1):

@@ -26,61 +26,31 @@ from .unconstrained import (
     scale_prior_logp,
 )
 
-__all__ = ["MarginalPosterior"]
+__all__ = ["CovarianceLayout", "MarginalPosterior"]
 
 
-class MarginalPosterior:
-    """The marginal sampler's target density for one model (see the module docstring).
+class CovarianceLayout:
+    """theta's covariance part: [log sd of the first block (q1), its CPCs (when correlated),
+    log sd of each other (1 x 1) block, log sigma], with the priors of those parameters.
 
     Parameters
     ----------
-    structure : MarginalStructure
-        Sufficient statistics (must be ``eligible``).
+    first : RandomBlock
+    others : list of RandomBlock
+        1 x 1 blocks.
     priors : ResolvedPriors
-    mu0, inv_scale : ndarray
-        Normal prior means and 1/sd of the centered fixed effects (0 for flat priors).
     """
 
-    def __init__(self, structure: MarginalStructure, priors, mu0: np.ndarray,
-                 inv_scale: np.ndarray):
-        self.structure = structure
-        first = structure.blocks[0]
+    def __init__(self, first, others, priors):
         self.q1 = first.q
         self.n_cpc = n_cpc(first.q, first.correlated)
         self.eta = float(priors.cor[first.factor].eta) if self.n_cpc else 1.0
         scale_priors = [priors.sd[first.factor][t] for t in first.terms]
-        scale_priors += [priors.sd[b.factor][b.terms[0]] for b in structure.blocks[1:]]
+        scale_priors += [priors.sd[b.factor][b.terms[0]] for b in others]
         scale_priors.append(priors.sigma)
         self.family, self.param_a, self.param_b = scale_prior_arrays(scale_priors)
-        self.n_rest = len(structure.blocks) - 1
+        self.n_rest = len(others)
         self.ndim = self.q1 + self.n_cpc + self.n_rest + 1
-        self._data = (
-            np.ascontiguousarray(structure.cross_first), np.ascontiguousarray(structure.cross),
-            np.ascontiguousarray(structure.cross_rest),
-            np.asarray(structure.rest_levels, dtype=np.int64),
-            np.asarray(mu0, dtype=float), np.asarray(inv_scale, dtype=float) ** 2,
-            float(structure.n))
-
-    def logp_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log posterior density (up to a constant) and its gradient at ``theta``; -inf with
-        a zero gradient where the system is singular or an SD under- or overflows.
-
-        Three jitted calls rather than one: numba links a callee into its caller and
-        compiles it again, which would double the cold-start compile time of the kernel."""
-        theta = np.asarray(theta, dtype=float)
-        q1, n_rest = self.q1, self.n_rest
-        w, chol = np.empty((q1, q1)), np.empty((q1, q1))
-        sd_rest = np.empty(n_rest)
-        sigma, lkj = transform(theta, q1, self.n_cpc, self.eta, n_rest, w, chol, sd_rest)
-        g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_rest)
-        value, g_sigma = marginal_logp_grad(chol, sd_rest, sigma, *self._data, g_chol, g_rest)
-        grad = np.zeros(self.ndim)
-        if np.isfinite(value):
-            value += lkj + add_priors(theta, grad, q1, self.n_cpc, self.eta, w, g_chol, g_rest,
-                                      g_sigma, self.family, self.param_a, self.param_b)
-        if not (np.isfinite(value) and np.isfinite(grad).all()):
-            return -np.inf, np.zeros(self.ndim)
-        return value, grad
 
     def constrain(self, theta: np.ndarray):
         """(sd_first (D, q1), corr_chol_first (D, q1, q1), sd_rest (D, K-1), sigma (D,))
@@ -114,6 +84,53 @@ class MarginalPosterior:
         theta[self.q1 + self.n_cpc:-1] = np.log(sd_rest)
         theta[-1] = math.log(sigma)
         return theta
+
+
+class MarginalPosterior(CovarianceLayout):
+    """The marginal sampler's target density for one model (see the module docstring).
+
+    Parameters
+    ----------
+    structure : MarginalStructure
+        Sufficient statistics (must be ``eligible``).
+    priors : ResolvedPriors
+    mu0, inv_scale : ndarray
+        Normal prior means and 1/sd of the centered fixed effects (0 for flat priors).
+    """
+
+    def __init__(self, structure: MarginalStructure, priors, mu0: np.ndarray,
+                 inv_scale: np.ndarray):
+        super().__init__(structure.blocks[0], structure.blocks[1:], priors)
+        self.structure = structure
+        self._data = (
+            np.ascontiguousarray(structure.cross_first), np.ascontiguousarray(structure.cross),
+            np.ascontiguousarray(structure.cross_rest),
+            np.asarray(structure.rest_levels, dtype=np.int64),
+            np.asarray(mu0, dtype=float), np.asarray(inv_scale, dtype=float) ** 2,
+            float(structure.n))
+
+    def logp_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log posterior density (up to a constant) and its gradient at ``theta``; -inf with
+        a zero gradient where the system is singular or an SD under- or overflows.
+
+        The Python entry (tests, diagnostics); nutpie calls ``marginal_cfunc.LOGP_CFUNC``,
+        which runs the same three jitted functions."""
+        theta = np.asarray(theta, dtype=float)
+        q1, n_rest = self.q1, self.n_rest
+        w, chol = np.empty((q1, q1)), np.empty((q1, q1))
+        sd_rest = np.empty(n_rest)
+        sigma, lkj = transform(theta, q1, self.n_cpc, self.eta, n_rest, w, chol, sd_rest)
+        g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_rest)
+        modes_x, modes_b1 = np.empty(self.structure.r - 1), np.empty((self.structure.m1, q1))
+        value, g_sigma = marginal_logp_grad(chol, sd_rest, sigma, *self._data, g_chol, g_rest,
+                                            modes_x, modes_b1)
+        grad = np.zeros(self.ndim)
+        if np.isfinite(value):
+            value += lkj + add_priors(theta, grad, q1, self.n_cpc, self.eta, w, g_chol, g_rest,
+                                      g_sigma, self.family, self.param_a, self.param_b)
+        if not (np.isfinite(value) and np.isfinite(grad).all()):
+            return -np.inf, np.zeros(self.ndim)
+        return value, grad
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
