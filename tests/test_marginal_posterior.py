@@ -169,3 +169,50 @@ def test_c_callback_matches_python_path():
                              data.ctypes.data_as(ctypes.c_void_p))
     assert code == 4 and logp[0] == -np.inf and not grad.any()
     assert post.logp_and_grad(theta)[0] == -np.inf
+
+
+@pytest.mark.parametrize("centered", [True, False])
+def test_partial_posterior_gradient_and_value(centered):
+    """The partial sampler's numba density: finite-difference gradient, and its value equals
+    the numpy partial likelihood + the kept effects' Normal prior + the scale priors (up to a
+    constant)."""
+    from bayeslmm.bayes.partial_posterior import PartialPosterior
+
+    model = _model("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)")
+    partial = model._partial_structure()
+    mu0, inv_scale = model._marginal_parts()[0].prior_arrays(model.priors)
+    post = PartialPosterior(partial, model.priors, mu0, inv_scale,
+                            {b.factor: centered for b in partial.kept})
+    rng = np.random.default_rng(4)
+    thetas = []
+    for _ in range(3):
+        theta = rng.normal(0, 0.5, post.ndim)
+        theta[:post.ncov] += np.log(np.std(model.spec.y))
+        thetas.append(theta)
+        value, grad = post.logp_and_grad(theta)
+        step = 1e-6
+        numeric = [(post.logp_and_grad(theta + step * e)[0]
+                    - post.logp_and_grad(theta - step * e)[0]) / (2 * step)
+                   for e in np.eye(post.ndim)]
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+
+    def reference(theta):
+        sd_first, _, sd_kept, sigma = post.covariance.constrain(theta[:post.ncov])
+        effects = post.effects(theta)
+        y_adj = model.spec.y.copy()
+        for block, r in zip(partial.kept, effects, strict=True):
+            y_adj -= r[0, block.codes] * block.columns[:, 0]
+        value = partial.logp_and_grad(np.diag(sd_first[0]), sigma[0], y_adj, mu0, inv_scale)[0]
+        for k, r in enumerate(effects):  # the kept effects' prior
+            value += stats.norm(0, sd_kept[0, k]).logpdf(r[0]).sum()
+            if not centered:  # density of z = r / sd
+                value += r.shape[1] * np.log(sd_kept[0, k])
+        priors = [model.priors.sd[b.factor][b.terms[0]] for b in [partial.first, *partial.kept]]
+        for prior, s in zip(priors + [model.priors.sigma],
+                            [*sd_first[0], *sd_kept[0], sigma[0]], strict=True):
+            value += stats.t(prior.nu, scale=prior.sigma).logpdf(s) + np.log(s)
+        return value
+
+    ours = np.array([post.logp_and_grad(t)[0] for t in thetas])
+    ref = np.array([reference(t) for t in thetas])
+    np.testing.assert_allclose(ours - ours[0], ref - ref[0], atol=1e-8)

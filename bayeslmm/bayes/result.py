@@ -117,19 +117,20 @@ class BayesFit:
     def warn_diagnostics(self) -> None:
         """Warn about divergences, R-hat > 1.01 and bulk ESS < 400, with what to try."""
         diag = self.diagnostics()
+        level = _outside_package_stacklevel()
         if diag["divergences"]:
             warnings.warn(
                 f"{diag['divergences']} divergent transitions after tuning: increase "
                 "target_accept (e.g. 0.95 or 0.99), or try centered={factor: True} for "
-                "factors with many observations per level", UserWarning, stacklevel=3)
+                "factors with many observations per level", UserWarning, stacklevel=level)
         if diag["max_rhat"] > RHAT_MAX:
             warnings.warn(f"R-hat up to {diag['max_rhat']:.3f} (> {RHAT_MAX}): chains have not "
                           "mixed; draw more (tune= and draws=) or check the model",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=level)
         if diag["min_ess_bulk"] < ESS_MIN:
             warnings.warn(f"bulk ESS as low as {diag['min_ess_bulk']:.0f} (< {ESS_MIN}): "
                           "estimates of means and intervals are noisy; draw more",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=level)
 
     def compare_reml(self, reml: RemlFit | None = None, prob: float = 0.95) -> pd.DataFrame:
         """REML estimate beside the posterior mean, sd and central interval of every fixed
@@ -302,3 +303,19 @@ def compare(bayes: BayesFit, reml: RemlFit | None = None, prob: float = 0.95) ->
     return pd.DataFrame(rows, columns=["parameter", "class", "reml", "mean", "sd",
                                        f"lower {pct}", f"upper {pct}", "outside"]
                         ).set_index("parameter")
+
+
+def _outside_package_stacklevel() -> int:
+    """``stacklevel`` for a warning issued by this function's caller that points at the first
+    frame outside bayeslmm (the user's ``fit`` call, however deep the package's frames)."""
+    import inspect
+    from pathlib import Path
+
+    package = str(Path(__file__).resolve().parent.parent)
+    frame = inspect.currentframe().f_back  # the caller: stacklevel 1
+    level = 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(
+            package):
+        frame = frame.f_back
+        level += 1
+    return level
