@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import internal
 
 __all__ = ["marginal_logp_grad", "small_spd_inverse", "cholesky_lower"]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def small_spd_inverse(m, out, chol, inv_l):  # pragma: no cover - jit
     """Inverse of a small SPD matrix into ``out``; returns (log det, ok).  ``chol`` and
     ``inv_l`` are q x q workspaces (allocating them per call costs more than the work)."""
@@ -66,7 +67,7 @@ def small_spd_inverse(m, out, chol, inv_l):  # pragma: no cover - jit
     return logdet, True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def cholesky_lower(s, chol):  # pragma: no cover - jit
     """Lower Cholesky factor of ``s`` into ``chol``; False when not positive definite."""
     r = s.shape[0]
@@ -86,7 +87,7 @@ def cholesky_lower(s, chol):  # pragma: no cover - jit
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, wprior,
                        n_obs, g_chol, g_rest, modes_x, modes_b1):  # pragma: no cover - jit
     """log p(y | L_first, sd_rest, sigma); fills ``g_chol`` (lower triangle) and ``g_rest``

@@ -11,16 +11,17 @@ once and offers ``logp_and_grad(theta)`` (what nutpie calls), ``constrain(draws)
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
-from numba import njit
 
+from .jit import internal
 from .marginal import MarginalStructure
-from .marginal_kernel import marginal_logp_grad
 from .unconstrained import (
     cholesky_backprop,
     corr_cholesky,
+    corr_cholesky_draws,
     n_cpc,
     scale_prior_arrays,
     scale_prior_logp,
@@ -58,12 +59,11 @@ class CovarianceLayout:
         theta = np.ascontiguousarray(theta, dtype=float).reshape(-1, self.ndim)
         q1, k = self.q1, self.q1 + self.n_cpc
         sd_first = np.exp(theta[:, :q1])
-        corr_chol = np.empty((len(theta), q1, q1))
-        for d in range(len(theta)):
-            if self.n_cpc:
-                corr_cholesky(theta[d, q1:k], q1, self.eta, corr_chol[d])
-            else:
-                corr_chol[d] = np.eye(q1)
+        if self.n_cpc:
+            corr_chol = np.empty((len(theta), q1, q1))
+            corr_cholesky_draws(np.ascontiguousarray(theta[:, q1:k]), q1, self.eta, corr_chol)
+        else:
+            corr_chol = np.broadcast_to(np.eye(q1), (len(theta), q1, q1)).copy()
         return sd_first, corr_chol, np.exp(theta[:, k:k + self.n_rest]), np.exp(theta[:, -1])
 
     def unconstrain(self, sd_first: np.ndarray, corr: np.ndarray, sd_rest: np.ndarray,
@@ -108,32 +108,26 @@ class MarginalPosterior(CovarianceLayout):
             np.asarray(structure.rest_levels, dtype=np.int64),
             np.asarray(mu0, dtype=float), np.asarray(inv_scale, dtype=float) ** 2,
             float(structure.n))
+        self._packed: np.ndarray | None = None
 
     def logp_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and its gradient at ``theta``; -inf with
-        a zero gradient where the system is singular or an SD under- or overflows.
+        a zero gradient where the system is singular or an SD under- or overflows.  Calls
+        the C callback nutpie samples with (``marginal_cfunc.LOGP_CFUNC``) through ctypes."""
+        from .marginal_cfunc import LOGP_CFUNC, pack
 
-        The Python entry (tests, diagnostics); nutpie calls ``marginal_cfunc.LOGP_CFUNC``,
-        which runs the same three jitted functions."""
-        theta = np.asarray(theta, dtype=float)
-        q1, n_rest = self.q1, self.n_rest
-        w, chol = np.empty((q1, q1)), np.empty((q1, q1))
-        sd_rest = np.empty(n_rest)
-        sigma, lkj = transform(theta, q1, self.n_cpc, self.eta, n_rest, w, chol, sd_rest)
-        g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_rest)
-        modes_x, modes_b1 = np.empty(self.structure.r - 1), np.empty((self.structure.m1, q1))
-        value, g_sigma = marginal_logp_grad(chol, sd_rest, sigma, *self._data, g_chol, g_rest,
-                                            modes_x, modes_b1)
-        grad = np.zeros(self.ndim)
-        if np.isfinite(value):
-            value += lkj + add_priors(theta, grad, q1, self.n_cpc, self.eta, w, g_chol, g_rest,
-                                      g_sigma, self.family, self.param_a, self.param_b)
-        if not (np.isfinite(value) and np.isfinite(grad).all()):
-            return -np.inf, np.zeros(self.ndim)
-        return value, grad
+        if self._packed is None:
+            self._packed = pack(self)
+        theta = np.ascontiguousarray(theta, dtype=float)
+        grad, logp = np.zeros(self.ndim), np.zeros(1)
+        pointer = ctypes.POINTER(ctypes.c_double)
+        LOGP_CFUNC.ctypes(self.ndim, theta.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
+                          logp.ctypes.data_as(pointer),
+                          self._packed.ctypes.data_as(ctypes.c_void_p))
+        return float(logp[0]), grad
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def scale_term(u, family, a, b, g_sd):  # pragma: no cover - jit
     """For an SD s = exp(u) with prior (family, a, b): (log prior + Jacobian u, dlogp/du)
     given the rest of the density's derivative ``g_sd`` in s."""
@@ -142,7 +136,7 @@ def scale_term(u, family, a, b, g_sd):  # pragma: no cover - jit
     return lp + u, (g_sd + dlp) * s + 1.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def transform(theta, q1, ncpc, eta, n_rest, w, chol, sd_rest):  # pragma: no cover - jit
     """theta -> the first block's correlation factor ``w`` and Cholesky factor ``chol`` and
     the other SDs ``sd_rest``; returns (sigma, LKJ log density with its Jacobian)."""
@@ -162,7 +156,7 @@ def transform(theta, q1, ncpc, eta, n_rest, w, chol, sd_rest):  # pragma: no cov
     return math.exp(theta[theta.shape[0] - 1]), lkj
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def add_priors(theta, grad, q1, ncpc, eta, w, g_chol, g_rest, g_sigma, family, pa, pb
                ):  # pragma: no cover - jit
     """Given the likelihood's gradient in (chol, sd_rest, sigma), fill ``grad`` (in theta)

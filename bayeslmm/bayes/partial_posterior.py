@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from .jit import entry
 from .marginal_kernel import marginal_logp_grad
 from .marginal_posterior import CovarianceLayout, add_priors, transform
 from .partial import PartialStructure
@@ -84,7 +84,7 @@ class PartialPosterior:
         return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@entry
 def partial_log_posterior(theta, grad, q1, ncpc, eta, kept_levels, centered, family, pa, pb,
                           A, C0, CR0, mu0, wprior, y, xc, codes1, cols1, kept_codes,
                           kept_cols):  # pragma: no cover - jit

@@ -24,12 +24,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from .jit import entry, internal
 from .priors import Exponential, HalfCauchy, HalfNormal, HalfStudentT, Prior
 
 __all__ = ["SCALE_FAMILIES", "scale_prior_arrays", "scale_prior_logp", "corr_cholesky",
-           "cholesky_backprop", "n_cpc"]
+           "corr_cholesky_draws", "cholesky_backprop", "n_cpc"]
 
 SCALE_FAMILIES = {HalfNormal: 0, HalfStudentT: 1, HalfCauchy: 2, Exponential: 3}
 
@@ -51,7 +51,7 @@ def n_cpc(q: int, correlated: bool) -> int:
     return q * (q - 1) // 2 if correlated else 0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def scale_prior_logp(x, family, a, b):  # pragma: no cover - jit
     """log prior density of an SD x > 0 (up to a constant) and its derivative in x."""
     if family == 0:   # HalfNormal(sigma=a)
@@ -65,14 +65,14 @@ def scale_prior_logp(x, family, a, b):  # pragma: no cover - jit
     return -a * x, -a  # Exponential(lam=a)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def log_one_minus_tanh2(y):  # pragma: no cover - jit
     """log(1 - tanh(y)^2) = -2 log cosh y, without underflow for large |y|."""
     ay = abs(y)
     return -2.0 * (ay + math.log1p(math.exp(-2.0 * ay)) - math.log(2.0))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@internal
 def corr_cholesky(y, q, eta, w):  # pragma: no cover - jit
     """Fill ``w`` (q x q) with the Cholesky factor of the correlation matrix whose CPCs are
     tanh(y) (row-major over the strict lower triangle); return the LKJ(eta) log density of
@@ -95,7 +95,14 @@ def corr_cholesky(y, q, eta, w):  # pragma: no cover - jit
     return logp
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@entry
+def corr_cholesky_draws(y, q, eta, out):  # pragma: no cover - jit
+    """``corr_cholesky`` for every row of ``y`` (draws x CPCs) into ``out`` (draws x q x q)."""
+    for d in range(y.shape[0]):
+        corr_cholesky(y[d], q, eta, out[d])
+
+
+@internal
 def cholesky_backprop(g_chol, sd, w, y, q, eta, g_u, g_y):  # pragma: no cover - jit
     """Given dlogp/dL for L = diag(sd) W (``g_chol``, lower triangle), set g_u = dlogp/du
     (u = log sd) and add dlogp/dy (the LKJ term's derivative included) into ``g_y``."""
