@@ -174,6 +174,25 @@ def test_same_seed_same_draws(sleepstudy, sampler):
     assert set(first.posterior.data_vars) == {"b", "sd_Subject", "r_Subject", "sigma"}
 
 
+def test_marginal_sampler_on_pymc_and_nutpie_give_the_same_layout(sleepstudy):
+    model = Model(FORMULA, sleepstudy)
+    kwargs = dict(draws=40, tune=40, chains=2, cores=1, random_seed=3, progressbar=False)
+    nutpie_fit = model.fit(**kwargs)
+    pymc_fit = model.fit(backend="pymc", **kwargs)
+    for fit in (nutpie_fit, pymc_fit):
+        assert fit.sampler == "marginal"
+        assert set(fit.posterior.data_vars) == {"b", "sd_Subject", "cor_Subject", "r_Subject",
+                                                "sigma"}
+        assert fit.posterior["cor_Subject"].dims[2:] == ("Subject_term", "Subject_term_2")
+        assert {"diverging", "tree_depth", "n_steps"} <= set(fit.idata.sample_stats)
+        assert fit.idata.log_likelihood["y"].shape == (2, 40, sleepstudy.shape[0])
+    with pytest.raises(ValueError, match="backend must be 'auto', 'nutpie' or 'pymc'"):
+        model.fit(backend="stan", **kwargs)
+    heavy_tailed = Model(FORMULA, sleepstudy, priors={"Intercept": StudentT(3, 250, 50)})
+    with pytest.raises(ValueError, match="backend='nutpie' runs the marginal sampler"):
+        heavy_tailed.fit(backend="nutpie", **kwargs)
+
+
 def test_auto_sampler_choice(sleepstudy):
     model = Model(FORMULA, sleepstudy)
     assert model.choose_sampler() == "marginal" and model.choose_sampler("full") == "full"
