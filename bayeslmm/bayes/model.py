@@ -15,20 +15,19 @@ from .builder import (
     build_marginal_model,
     build_partial_model,
     build_pymc_model,
-    cor_dims,
     cor_name,
     group_factors,
     slope_variables,
 )
 from .marginal import MarginalStructure
-from .marginal_posterior import CovarianceLayout, MarginalPosterior
+from .marginal_posterior import MarginalPosterior
+from .nutpie_backend import JITTER, sample_marginal, sample_partial
 from .partial import PartialStructure
 from .priors import ResolvedPriors, resolve_priors
 from .result import BayesFit
 
 __all__ = ["Model"]
 
-JITTER = 0.1  # relative size of the per-chain jitter around the REML start
 
 
 class Model:
@@ -334,12 +333,14 @@ class Model:
                              "sampler (pass backend='pymc')")
         cores = cores if cores is not None else min(chains, os.cpu_count() or 1)
         if chosen == "marginal" and backend != "pymc":
-            raw = self._sample_marginal_nutpie(draws, tune, chains, cores, random_seed, rng,
-                                               progressbar, init, sampler_kwargs)
+            raw = sample_marginal(self, draws=draws, tune=tune, chains=chains, cores=cores,
+                                  seed=random_seed, progressbar=progressbar, init=init,
+                                  **sampler_kwargs)
             return self._finish(raw, chosen, rng, chains, draws, log_likelihood, started)
         if chosen == "partial" and backend != "pymc" and self._partial_on_nutpie():
-            raw = self._sample_partial_nutpie(draws, tune, chains, cores, random_seed,
-                                              progressbar, init, sampler_kwargs)
+            raw = sample_partial(self, draws=draws, tune=tune, chains=chains, cores=cores,
+                                 seed=random_seed, progressbar=progressbar, init=init,
+                                 **sampler_kwargs)
             return self._finish(raw, chosen, rng, chains, draws, log_likelihood, started)
         import pymc as pm
 
@@ -394,128 +395,6 @@ class Model:
                 raise ValueError(self.marginal_unavailable())
             self._marginal_posterior = MarginalPosterior(structure, self.priors, *arrays)
         return self._marginal_posterior
-
-    def _covariance_start(self, layout: CovarianceLayout, blocks: list) -> np.ndarray:
-        """The covariance part of theta at the REML estimates (SDs floored at 5% of their
-        prior scale, correlations clipped to +-0.9); ``blocks``: the first, then the 1 x 1
-        ones, in ``layout``'s order."""
-        reml = self.fit_reml()
-        cov_of = {id(b): c for b, c in zip(reml.blocks, reml.covariances(), strict=True)}
-
-        def sds(block):
-            sd = np.sqrt(np.clip(np.diag(cov_of[id(block)]), 0, None))
-            floor = 0.05 * np.array([self._sd_scale(block.factor, t) for t in block.terms])
-            return np.maximum(sd, floor)
-
-        cov = cov_of[id(blocks[0])]
-        root = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
-        corr = np.clip(cov / np.outer(root, root), -0.9, 0.9)
-        np.fill_diagonal(corr, 1.0)
-        sd_rest = np.array([sds(b)[0] for b in blocks[1:]])
-        sigma = max(reml.sigma, 1e-8 * (np.std(self.spec.y) + 1))
-        return layout.unconstrain(sds(blocks[0]), corr, sd_rest, sigma)
-
-    def _prior_start(self, layout: CovarianceLayout) -> np.ndarray:
-        """``init="auto"``: SDs and sigma at half the response SD, no correlation."""
-        half = (float(np.std(self.spec.y)) or 1.0) / 2
-        return layout.unconstrain(np.full(layout.q1, half), np.eye(layout.q1),
-                                  np.full(layout.n_rest, half), half)
-
-    def _sample_marginal_nutpie(self, draws, tune, chains, cores, random_seed, rng,
-                                progressbar, init, sampler_kwargs):
-        """nutpie over theta, then the public sd/cor/sigma variables (an InferenceData
-        with ``posterior`` and ``sample_stats``, like ``pm.sample``'s)."""
-        import arviz as az
-
-        from .marginal_cfunc import EXPAND_CFUNC, LOGP_CFUNC, pack
-        from .nutpie_backend import sample_cfunc
-
-        post = self.marginal_posterior()
-        start = (self._covariance_start(post, post.structure.blocks) if init == "reml"
-                 else self._prior_start(post))
-
-        def initial_point(chain_rng):
-            return start + chain_rng.uniform(-JITTER, JITTER, start.shape)
-
-        kwargs = {"target_accept": 0.8, **sampler_kwargs}
-        theta, stats = sample_cfunc(LOGP_CFUNC, EXPAND_CFUNC, pack(post), post.ndim,
-                                    initial_point, draws=draws, tune=tune, chains=chains,
-                                    cores=cores, seed=random_seed, progressbar=progressbar,
-                                    **kwargs)
-        posterior = self._covariance_draws(post, post.structure.blocks, theta)
-        return az.InferenceData(posterior=posterior, sample_stats=stats)
-
-    def _covariance_draws(self, layout: CovarianceLayout, blocks: list, theta: np.ndarray):
-        """xarray Dataset of ``sd_<f>``, ``cor_<f>`` and ``sigma`` from draws of theta
-        (chain, draw, >= layout.ndim); ``blocks`` in ``layout``'s order."""
-        import xarray as xr
-
-        shape = theta.shape[:2]
-        sd_first, corr_chol, sd_rest, sigma = layout.constrain(
-            theta[:, :, :layout.ndim].reshape(-1, layout.ndim))
-        sd_of = {id(blocks[0]): sd_first}
-        for k, block in enumerate(blocks[1:]):
-            sd_of[id(block)] = sd_rest[:, k:k + 1]
-        coords = {"chain": np.arange(shape[0]), "draw": np.arange(shape[1])}
-        variables = {"sigma": (("chain", "draw"), sigma.reshape(shape))}
-        for group in self.groups:
-            sd = np.concatenate([sd_of[id(b)] for b in group.blocks], axis=1)
-            variables[f"sd_{group.factor}"] = (("chain", "draw", group.term_dim),
-                                               sd.reshape(*shape, -1))
-            coords[group.term_dim] = group.terms
-            for k in group.correlated_blocks():  # only the first block can be here
-                corr = corr_chol @ np.swapaxes(corr_chol, 1, 2)
-                dims = cor_dims(group, k)
-                variables[cor_name(group, k)] = (("chain", "draw", *dims),
-                                                 corr.reshape(*shape, *corr.shape[1:]))
-                coords[dims[0]] = coords[dims[1]] = list(group.blocks[k].terms)
-        return xr.Dataset(variables, coords=coords)
-
-    def _sample_partial_nutpie(self, draws, tune, chains, cores, random_seed, progressbar,
-                               init, sampler_kwargs):
-        """nutpie over theta = (covariance parameters, kept effects) with beta and the
-        largest block integrated out (``partial_posterior.py``)."""
-        import arviz as az
-        import xarray as xr
-
-        from .nutpie_backend import sample_flat
-        from .partial_posterior import PartialPosterior
-
-        partial = self._partial_structure()
-        mu0, inv_scale = self._marginal_parts()[0].prior_arrays(self.priors)
-        post = PartialPosterior(partial, self.priors, mu0, inv_scale, self.partial_centered())
-        blocks = [partial.first, *partial.kept]
-        start = (self._covariance_start(post.covariance, blocks) if init == "reml"
-                 else self._prior_start(post.covariance))
-        sd_kept = post.covariance.constrain(start)[2][0]
-        if init == "reml":
-            reml = self.fit_reml()
-            modes = {id(b): e[:, 0] for b, e in zip(reml.blocks, reml.effects, strict=True)}
-            effects = [modes[id(b)] / (1.0 if post.centered[k] else sd_kept[k])
-                       for k, b in enumerate(partial.kept)]
-        else:
-            effects = [np.zeros(b.n_levels) for b in partial.kept]
-        start = np.concatenate([start, *effects])
-
-        def initial_point(chain_rng):
-            jitter = chain_rng.uniform(-JITTER, JITTER, start.shape)
-            jitter[post.ncov:] *= 0.1
-            return start + jitter
-
-        kwargs = {"target_accept": 0.8, **sampler_kwargs}
-        theta, stats = sample_flat(post.logp_and_grad, post.ndim, initial_point, draws=draws,
-                                   tune=tune, chains=chains, cores=cores, seed=random_seed,
-                                   progressbar=progressbar, **kwargs)
-        posterior = self._covariance_draws(post.covariance, blocks, theta)
-        shape = theta.shape[:2]
-        for block, values in zip(partial.kept, post.effects(theta.reshape(-1, post.ndim)),
-                                 strict=True):
-            group = next(g for g in self.groups if g.factor == block.factor)
-            posterior[f"r_{group.factor}"] = xr.DataArray(
-                values.reshape(*shape, -1, 1), dims=("chain", "draw", group.level_dim,
-                                                     group.term_dim),
-                coords={group.level_dim: group.levels, group.term_dim: group.terms})
-        return az.InferenceData(posterior=posterior, sample_stats=stats)
 
     def _block_covariances(self, posterior) -> dict[int, np.ndarray]:
         """G of every block for every draw, (chain * draw, q, q), keyed by id(block)."""

@@ -1,9 +1,12 @@
-"""Run nutpie (Rust NUTS) on a numba log density over a flat unconstrained vector.
+"""The marginal and partial samplers on nutpie (Rust NUTS) over a flat unconstrained theta.
 
-nutpie calls ``logp_and_grad`` from its Rust threads (one per chain, up to ``cores`` at a
-time); the numba functions release the GIL, so chains run in parallel, and no PyTensor graph
-is compiled.  Draws come back as one ``theta`` array per draw; the caller maps them to the
-public variables.  Measurements behind this choice: docs/speed.md and docs/design.md.
+``sample_marginal``: nutpie calls the numba C callback ``marginal_cfunc.LOGP_CFUNC`` from its
+threads (no Python, no GIL per gradient).  ``sample_partial``: a Python callback into the
+numba ``partial_log_posterior`` (milliseconds of GIL-free work per call on the designs it is
+for).  Both start every chain at the REML estimates (jittered) and return an InferenceData
+with the public ``sd_<f>``/``cor_<f>``/``sigma`` (and the kept ``r_<f>``) variables and
+PyMC-named sample stats; ``Model`` then adds the integrated-out effects' exact draws.
+Measurements behind the choice of nutpie: docs/design.md.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["sample_flat", "sample_cfunc"]
+from .builder import cor_dims, cor_name
+from .marginal_posterior import CovarianceLayout
+
+__all__ = ["sample_marginal", "sample_partial", "sample_flat", "sample_cfunc", "JITTER"]
+
+JITTER = 0.1  # per-chain jitter around the REML start (unconstrained scale; relative in PyMC)
 
 # nutpie's sample_stats names -> PyMC's (BayesFit and the benchmarks read PyMC's)
 STAT_NAMES = {"depth": "tree_depth", "maxdepth_reached": "reached_max_treedepth"}
@@ -78,3 +86,128 @@ def _run(compiled, *, seed, progressbar, **kwargs):
     stats = idata.sample_stats.rename({k: v for k, v in STAT_NAMES.items()
                                        if k in idata.sample_stats})
     return idata.posterior["theta"].to_numpy(), stats
+
+
+def covariance_start(model, layout: CovarianceLayout, blocks: list) -> np.ndarray:
+    """The covariance part of theta at the REML estimates (SDs floored at 5% of their
+    prior scale, correlations clipped to +-0.9); ``blocks``: the first, then the 1 x 1
+    ones, in ``layout``'s order."""
+    reml = model.fit_reml()
+    cov_of = {id(b): c for b, c in zip(reml.blocks, reml.covariances(), strict=True)}
+
+    def sds(block):
+        sd = np.sqrt(np.clip(np.diag(cov_of[id(block)]), 0, None))
+        floor = 0.05 * np.array([model._sd_scale(block.factor, t) for t in block.terms])
+        return np.maximum(sd, floor)
+
+    cov = cov_of[id(blocks[0])]
+    root = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
+    corr = np.clip(cov / np.outer(root, root), -0.9, 0.9)
+    np.fill_diagonal(corr, 1.0)
+    sd_rest = np.array([sds(b)[0] for b in blocks[1:]])
+    sigma = max(reml.sigma, 1e-8 * (np.std(model.spec.y) + 1))
+    return layout.unconstrain(sds(blocks[0]), corr, sd_rest, sigma)
+
+
+def prior_start(model, layout: CovarianceLayout) -> np.ndarray:
+    """``init="auto"``: SDs and sigma at half the response SD, no correlation."""
+    half = (float(np.std(model.spec.y)) or 1.0) / 2
+    return layout.unconstrain(np.full(layout.q1, half), np.eye(layout.q1),
+                              np.full(layout.n_rest, half), half)
+
+
+def sample_marginal(model, *, draws: int, tune: int, chains: int, cores: int,
+                    seed: int | None, progressbar: bool, init: str, **kwargs):
+    """nutpie over theta, then the public sd/cor/sigma variables (an InferenceData
+    with ``posterior`` and ``sample_stats``, like ``pm.sample``'s)."""
+    import arviz as az
+
+    from .marginal_cfunc import EXPAND_CFUNC, LOGP_CFUNC, pack
+
+    post = model.marginal_posterior()
+    start = (covariance_start(model, post, post.structure.blocks) if init == "reml"
+             else prior_start(model, post))
+
+    def initial_point(chain_rng):
+        return start + chain_rng.uniform(-JITTER, JITTER, start.shape)
+
+    kwargs = {"target_accept": 0.8, **kwargs}
+    theta, stats = sample_cfunc(LOGP_CFUNC, EXPAND_CFUNC, pack(post), post.ndim,
+                                initial_point, draws=draws, tune=tune, chains=chains,
+                                cores=cores, seed=seed, progressbar=progressbar,
+                                **kwargs)
+    posterior = covariance_draws(model, post, post.structure.blocks, theta)
+    return az.InferenceData(posterior=posterior, sample_stats=stats)
+
+
+def covariance_draws(model, layout: CovarianceLayout, blocks: list, theta: np.ndarray):
+    """xarray Dataset of ``sd_<f>``, ``cor_<f>`` and ``sigma`` from draws of theta
+    (chain, draw, >= layout.ndim); ``blocks`` in ``layout``'s order."""
+    import xarray as xr
+
+    shape = theta.shape[:2]
+    sd_first, corr_chol, sd_rest, sigma = layout.constrain(
+        theta[:, :, :layout.ndim].reshape(-1, layout.ndim))
+    sd_of = {id(blocks[0]): sd_first}
+    for k, block in enumerate(blocks[1:]):
+        sd_of[id(block)] = sd_rest[:, k:k + 1]
+    coords = {"chain": np.arange(shape[0]), "draw": np.arange(shape[1])}
+    variables = {"sigma": (("chain", "draw"), sigma.reshape(shape))}
+    for group in model.groups:
+        sd = np.concatenate([sd_of[id(b)] for b in group.blocks], axis=1)
+        variables[f"sd_{group.factor}"] = (("chain", "draw", group.term_dim),
+                                           sd.reshape(*shape, -1))
+        coords[group.term_dim] = group.terms
+        for k in group.correlated_blocks():  # only the first block can be here
+            corr = corr_chol @ np.swapaxes(corr_chol, 1, 2)
+            dims = cor_dims(group, k)
+            variables[cor_name(group, k)] = (("chain", "draw", *dims),
+                                             corr.reshape(*shape, *corr.shape[1:]))
+            coords[dims[0]] = coords[dims[1]] = list(group.blocks[k].terms)
+    return xr.Dataset(variables, coords=coords)
+
+
+def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
+                   seed: int | None, progressbar: bool, init: str, **kwargs):
+    """nutpie over theta = (covariance parameters, kept effects) with beta and the
+    largest block integrated out (``partial_posterior.py``)."""
+    import arviz as az
+    import xarray as xr
+
+    from .partial_posterior import PartialPosterior
+
+    partial = model._partial_structure()
+    mu0, inv_scale = model._marginal_parts()[0].prior_arrays(model.priors)
+    post = PartialPosterior(partial, model.priors, mu0, inv_scale, model.partial_centered())
+    blocks = [partial.first, *partial.kept]
+    start = (covariance_start(model, post.covariance, blocks) if init == "reml"
+             else prior_start(model, post.covariance))
+    sd_kept = post.covariance.constrain(start)[2][0]
+    if init == "reml":
+        reml = model.fit_reml()
+        modes = {id(b): e[:, 0] for b, e in zip(reml.blocks, reml.effects, strict=True)}
+        effects = [modes[id(b)] / (1.0 if post.centered[k] else sd_kept[k])
+                   for k, b in enumerate(partial.kept)]
+    else:
+        effects = [np.zeros(b.n_levels) for b in partial.kept]
+    start = np.concatenate([start, *effects])
+
+    def initial_point(chain_rng):
+        jitter = chain_rng.uniform(-JITTER, JITTER, start.shape)
+        jitter[post.ncov:] *= 0.1
+        return start + jitter
+
+    kwargs = {"target_accept": 0.8, **kwargs}
+    theta, stats = sample_flat(post.logp_and_grad, post.ndim, initial_point, draws=draws,
+                               tune=tune, chains=chains, cores=cores, seed=seed,
+                               progressbar=progressbar, **kwargs)
+    posterior = covariance_draws(model, post.covariance, blocks, theta)
+    shape = theta.shape[:2]
+    for block, values in zip(partial.kept, post.effects(theta.reshape(-1, post.ndim)),
+                             strict=True):
+        group = next(g for g in model.groups if g.factor == block.factor)
+        posterior[f"r_{group.factor}"] = xr.DataArray(
+            values.reshape(*shape, -1, 1), dims=("chain", "draw", group.level_dim,
+                                                 group.term_dim),
+            coords={group.level_dim: group.levels, group.term_dim: group.terms})
+    return az.InferenceData(posterior=posterior, sample_stats=stats)
