@@ -197,7 +197,10 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
         jitter[post.ncov:] *= 0.1
         return start + jitter
 
-    kwargs = {"target_accept": 0.8, **kwargs}
+    # low-rank mass matrix: the kept effects have a few directions identified only by the
+    # prior (their means against the integrated intercept, department means against the
+    # dept:service effects); InstEval: min bulk ESS 2818 vs 433 with the diagonal one
+    kwargs = {"target_accept": 0.8, "low_rank_modified_mass_matrix": True, **kwargs}
     theta, stats = sample_flat(post.logp_and_grad, post.ndim, initial_point, draws=draws,
                                tune=tune, chains=chains, cores=cores, seed=seed,
                                progressbar=progressbar, **kwargs)
