@@ -119,8 +119,9 @@ def main() -> None:
     print(f"{'sampler':30s} {'wall s':>7s} {'min ESS':>8s} {'ESS/s':>7s} {'div':>4s} "
           f"{'R-hat':>6s} {'steps':>6s}")
     for name, r in rows:
+        steps = f"{r['steps']:6.1f}" if "steps" in r else f"{'-':>6s}"
         print(f"{name:30s} {r['wall']:7.2f} {r['min_ess']:8.0f} {r['min_ess'] / r['wall']:7.1f} "
-              f"{r['div']:4d} {r.get('rhat', float('nan')):6.3f} {r.get('steps', 0):6.1f}")
+              f"{r['div']:4d} {r.get('rhat', float('nan')):6.3f} {steps}")
     process = rows[0][1]["process"]
     print(f"(empty cache: the whole process, imports included, took {process:.1f} s)")
     bambi = dict(rows).get("Bambi default (no corr.)")

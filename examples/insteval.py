@@ -5,7 +5,8 @@ the Bayesian fit of the same model.  It runs on the "partial" sampler: the fixed
 the 2,972 student effects are integrated out exactly, NUTS (nutpie) walks the 1,156 lecturer
 and department-by-service effects and the 4 covariance parameters (~15 leapfrog steps per
 draw; full NUTS over all 4,128 effects needs ~1,000), and the student effects are drawn from
-their exact conditional afterwards.  4 chains x 1000 draws take under 3 minutes on 2 cores.
+their exact conditional afterwards.  4 chains x 1000 draws take about 3 minutes on 2
+cores.
 
 Run: python examples/insteval.py
 """
