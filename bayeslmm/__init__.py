@@ -1,6 +1,6 @@
 """bayeslmm: Bayesian linear mixed models with lme4-style formulas.
 
-``bayeslmm.fit(formula, data)`` samples the posterior with NUTS (PyMC);
+``bayeslmm.fit(formula, data)`` samples the posterior with NUTS (nutpie or PyMC);
 ``bayeslmm.fit(formula, data, method="reml")`` is a fast REML/ML fit matching lme4.
 
 The Bayesian names (``Model``, ``BayesFit``, ``compare``, ``load`` and the priors

@@ -220,3 +220,11 @@ def test_partial_posterior_gradient_and_value(centered):
     ours = np.array([post.logp_and_grad(t)[0] for t in thetas])
     ref = np.array([reference(t) for t in thetas])
     np.testing.assert_allclose(ours - ours[0], ref - ref[0], atol=1e-8)
+
+
+def test_nutpie_failure_is_a_clear_error():
+    from bayeslmm.bayes.nutpie_backend import sample_flat
+
+    with pytest.raises(RuntimeError, match="nutpie sampling failed: All initialization points"):
+        sample_flat(lambda x: (-np.inf, np.zeros(2)), 2, lambda rng: np.ones(2), draws=10,
+                    tune=10, chains=1, cores=1, seed=1, progressbar=False)

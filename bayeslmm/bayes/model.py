@@ -1,4 +1,4 @@
-"""``Model``: formula + data + priors -> PyMC model -> NUTS -> ``BayesFit``."""
+"""``Model``: formula + data + priors -> a sampler (nutpie or PyMC NUTS) -> ``BayesFit``."""
 
 from __future__ import annotations
 
@@ -279,7 +279,8 @@ class Model:
             random_seed: int | None = None, progressbar: bool = True, init: str = "reml",
             sampler: str = "auto", backend: str = "auto", log_likelihood: bool | None = None,
             **sampler_kwargs) -> BayesFit:
-        """Sample the posterior with NUTS (PyMC).
+        """Sample the posterior with NUTS (nutpie for the marginal and partial samplers,
+        PyMC for the full one; see ``backend``).
 
         Parameters
         ----------
@@ -292,7 +293,8 @@ class Model:
         progressbar : bool
         init : {"reml", "auto"}
             ``"reml"``: every chain starts near the REML estimates (jittered);
-            ``"auto"``: PyMC's default initialization.
+            ``"auto"``: PyMC's default initialization (full sampler), or SDs and sigma at
+            half the response's SD (nutpie).
         sampler : {"auto", "marginal", "partial", "full"}
             ``"marginal"``: NUTS over the covariance parameters only, with b and beta
             integrated out and drawn afterwards from their exact conditional (same
@@ -303,9 +305,10 @@ class Model:
             flat fixed-effect priors, small blocks after the largest one, ``pymc_model`` not
             extended by the user), else partial, else full.
         backend : {"auto", "nutpie", "pymc"}
-            Which NUTS runs the marginal sampler: ``"nutpie"`` (Rust NUTS on a numba log
-            density, no PyTensor compilation; the default) or ``"pymc"`` (``pm.sample`` on
-            ``marginal_model``).  The partial and full samplers always use PyMC.
+            Which NUTS runs the marginal and partial samplers: ``"nutpie"`` (Rust NUTS on a
+            numba log density, no PyTensor compilation; what ``"auto"`` picks, the partial
+            sampler only when its kept blocks are 1 x 1) or ``"pymc"`` (``pm.sample`` on
+            ``marginal_model``/``partial_model``).  The full sampler always uses PyMC.
         log_likelihood : bool, optional
             Store pointwise log likelihoods (for ``az.loo``); default when it fits in
             memory (fewer than 50 million values).

@@ -81,8 +81,13 @@ def _run(compiled, *, seed, progressbar, **kwargs):
     import nutpie
 
     seed = int(np.random.default_rng(seed).integers(2**31)) if seed is not None else None
-    idata = nutpie.sample(compiled, seed=seed, progress_bar=progressbar, save_warmup=False,
-                          **kwargs)
+    try:
+        idata = nutpie.sample(compiled, seed=seed, progress_bar=progressbar, save_warmup=False,
+                              **kwargs)
+    except (RuntimeError, ValueError) as err:  # e.g. "All initialization points failed"
+        raise RuntimeError(
+            f"nutpie sampling failed: {str(err).splitlines()[0]}. Try init='auto', stronger "
+            "priors, or backend='pymc'") from err
     stats = idata.sample_stats.rename({k: v for k, v in STAT_NAMES.items()
                                        if k in idata.sample_stats})
     return idata.posterior["theta"].to_numpy(), stats
