@@ -29,7 +29,6 @@ from .result import BayesFit
 __all__ = ["Model"]
 
 
-
 class Model:
     """A Bayesian linear mixed model, ready to sample.
 
