@@ -2,10 +2,11 @@
 
 nutpie calls ``logp(dim, theta, grad_out, logp_out, user_data)`` from its Rust threads.
 ``user_data`` points at one float64 buffer (``pack``) holding the dimensions, the priors and
-the sufficient statistics; the callback unpacks views of it and runs the same three jitted
-functions as ``MarginalPosterior.logp_and_grad`` (``transform``, ``marginal_logp_grad``,
-``add_priors``).  Return codes follow nutpie's: 0 ok, 4 non-finite log density (nutpie treats
-it as a divergence).
+the sufficient statistics; the callback unpacks views of it and runs three jitted functions:
+``transform`` (theta -> Cholesky factor, SDs, sigma), ``marginal_logp_grad`` (the
+likelihood) and ``add_priors`` (priors, Jacobians, chain rule to theta).
+``MarginalPosterior.logp_and_grad`` calls this same callback through ctypes.  Return codes
+follow nutpie's: 0 ok, 4 non-finite log density (nutpie treats it as a divergence).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ HEADER = 9  # size, q1, n_cpc, eta, n_rest, p, m1, r, n_obs
 
 
 def pack(post) -> np.ndarray:
-    """The float64 buffer the callback reads (see ``_unpack`` for its layout)."""
+    """The float64 buffer the callback reads: the ``HEADER`` numbers, then A, C, CR,
+    rest_levels, mu0, wprior and the scale priors' family codes and parameters (the order
+    ``LOGP_CFUNC`` unpacks)."""
     cross_first, cross, cross_rest, rest_levels, mu0, wprior, n_obs = post._data
     m1, q1 = cross_first.shape[0], cross_first.shape[1]
     r, p = cross_rest.shape[0], len(mu0)
