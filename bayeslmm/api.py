@@ -48,10 +48,7 @@ def fit(
     if key in ("reml", "ml"):
         spec = build_spec(formula, data, missing=missing)
         return fit_reml(spec, reml=key == "reml", **kwargs)
-    from .bayes import compile_in_background
-
-    compile_in_background()  # the marginal sampler's kernel, while ArviZ is imported
-    from .bayes import Model
+    from .bayes import Model  # imports ArviZ (and PyMC only if a PyMC model is built)
 
     model = Model(formula, data, missing=missing, priors=kwargs.pop("priors", None),
                   centered=kwargs.pop("centered", None))
