@@ -15,7 +15,7 @@ import numpy as np
 from numba import carray, cfunc, types
 
 from .marginal_kernel import marginal_logp_grad
-from .marginal_posterior import add_priors, transform
+from .marginal_posterior import add_priors, finite_or_reject, transform
 
 __all__ = ["pack", "LOGP_CFUNC", "EXPAND_CFUNC"]
 
@@ -91,16 +91,8 @@ def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - 
         return 4
     value += lkj + add_priors(theta, grad, q1, ncpc, eta, w, g_chol, g_rest, g_sigma, family,
                               pa, pb)
-    logp[0] = value
-    ok = np.isfinite(value)
-    for i in range(dim):
-        ok = ok and np.isfinite(grad[i])
-    if not ok:
-        for i in range(dim):
-            grad[i] = 0.0
-        logp[0] = -np.inf
-        return 4
-    return 0
+    logp[0] = finite_or_reject(value, grad)
+    return 0 if np.isfinite(logp[0]) else 4
 
 
 @cfunc(EXPAND_SIG, cache=True)

@@ -22,49 +22,7 @@ import numpy as np
 
 from .jit import internal
 
-__all__ = ["marginal_logp_grad", "small_spd_inverse", "cholesky_lower"]
-
-
-@internal
-def small_spd_inverse(m, out, chol, inv_l):  # pragma: no cover - jit
-    """Inverse of a small SPD matrix into ``out``; returns (log det, ok).  ``chol`` and
-    ``inv_l`` are q x q workspaces (allocating them per call costs more than the work)."""
-    q = m.shape[0]
-    if q == 1:
-        if m[0, 0] <= 0.0:
-            return 0.0, False
-        out[0, 0] = 1.0 / m[0, 0]
-        return math.log(m[0, 0]), True
-    chol[:] = 0.0
-    logdet = 0.0
-    for i in range(q):
-        for j in range(i + 1):
-            s = m[i, j]
-            for k in range(j):
-                s -= chol[i, k] * chol[j, k]
-            if i == j:
-                if s <= 0.0:
-                    return 0.0, False
-                chol[i, i] = math.sqrt(s)
-                logdet += 2.0 * math.log(chol[i, i])
-            else:
-                chol[i, j] = s / chol[j, j]
-    inv_l[:] = 0.0  # L^-1 (lower)
-    for i in range(q):
-        inv_l[i, i] = 1.0 / chol[i, i]
-        for j in range(i):
-            s = 0.0
-            for k in range(j, i):
-                s -= chol[i, k] * inv_l[k, j]
-            inv_l[i, j] = s / chol[i, i]
-    for i in range(q):  # M^-1 = L^-T L^-1
-        for j in range(i + 1):
-            s = 0.0
-            for k in range(i, q):
-                s += inv_l[k, i] * inv_l[k, j]
-            out[i, j] = s
-            out[j, i] = s
-    return logdet, True
+__all__ = ["marginal_logp_grad", "small_spd_inverse", "cholesky_lower", "lower_inverse"]
 
 
 @internal
@@ -85,6 +43,46 @@ def cholesky_lower(s, chol):  # pragma: no cover - jit
         for j in range(i + 1, r):
             chol[i, j] = 0.0
     return True
+
+
+@internal
+def lower_inverse(chol, n, out):  # pragma: no cover - jit
+    """Inverse of the leading n x n block of the lower-triangular ``chol`` into ``out``."""
+    for i in range(n):
+        for j in range(i + 1, n):
+            out[i, j] = 0.0
+        out[i, i] = 1.0 / chol[i, i]
+        for j in range(i):
+            acc = 0.0
+            for k in range(j, i):
+                acc -= chol[i, k] * out[k, j]
+            out[i, j] = acc / chol[i, i]
+
+
+@internal
+def small_spd_inverse(m, out, chol, inv_l):  # pragma: no cover - jit
+    """Inverse of a small SPD matrix into ``out``; returns (log det, ok).  ``chol`` and
+    ``inv_l`` are q x q workspaces (allocating them per call costs more than the work)."""
+    q = m.shape[0]
+    if q == 1:
+        if m[0, 0] <= 0.0:
+            return 0.0, False
+        out[0, 0] = 1.0 / m[0, 0]
+        return math.log(m[0, 0]), True
+    if not cholesky_lower(m, chol):
+        return 0.0, False
+    logdet = 0.0
+    for i in range(q):
+        logdet += 2.0 * math.log(chol[i, i])
+    lower_inverse(chol, q, inv_l)
+    for i in range(q):  # M^-1 = L^-T L^-1
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, q):
+                s += inv_l[k, i] * inv_l[k, j]
+            out[i, j] = s
+            out[j, i] = s
+    return logdet, True
 
 
 @internal
@@ -186,14 +184,8 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
              - pwrss / (2.0 * sigma2))
     # modes: x = [u_rest, beta] = L_a^-T l (l: last row of chol)
     ra = r - 1
-    inv_la = np.zeros((ra, ra))
-    for i in range(ra):
-        inv_la[i, i] = 1.0 / chol[i, i]
-        for j in range(i):
-            acc = 0.0
-            for k in range(j, i):
-                acc -= chol[i, k] * inv_la[k, j]
-            inv_la[i, j] = acc / chol[i, i]
+    inv_la = np.empty((ra, ra))
+    lower_inverse(chol, ra, inv_la)
     x_rest = np.zeros(ra)
     for i in range(ra):
         acc = 0.0

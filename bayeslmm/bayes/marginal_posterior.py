@@ -183,3 +183,17 @@ def add_priors(theta, grad, q1, ncpc, eta, w, g_chol, g_rest, g_sigma, family, p
     last = q1 + n_rest
     lp, grad[ndim - 1] = scale_term(theta[ndim - 1], family[last], pa[last], pb[last], g_sigma)
     return value + lp
+
+
+@internal
+def finite_or_reject(value, grad):  # pragma: no cover - jit
+    """``value`` when it and every gradient entry are finite; else -inf with ``grad``
+    zeroed (an SD under- or overflowed: outside the numerically usable support)."""
+    ok = math.isfinite(value)
+    for i in range(grad.shape[0]):
+        ok = ok and math.isfinite(grad[i])
+    if ok:
+        return value
+    for i in range(grad.shape[0]):
+        grad[i] = 0.0
+    return -np.inf

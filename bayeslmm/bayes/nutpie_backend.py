@@ -46,11 +46,8 @@ def sample_flat(logp_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
             return {"theta": np.array(x, dtype="float64")}
         return expand
 
-    def make_init(seed):
-        return np.asarray(initial_point(np.random.default_rng(seed)), dtype="float64")
-
     compiled = from_pyfunc(ndim, make_logp, make_expand, [np.dtype("float64")], [(ndim,)],
-                           ["theta"], make_initial_point_fn=make_init)
+                           ["theta"], make_initial_point_fn=_seeded(initial_point))
     return _run(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                 progressbar=progressbar, target_accept=target_accept, **kwargs)
 
@@ -64,17 +61,20 @@ def sample_cfunc(logp_cfunc, expand_cfunc, user_data: np.ndarray, ndim: int,
     chains run in parallel threads without contending for the GIL."""
     from nutpie.compile_pymc import CompiledPyMCModel
 
-    def make_init(seed):
-        return np.asarray(initial_point(np.random.default_rng(seed)), dtype="float64")
-
     compiled = CompiledPyMCModel(
         dims={}, _n_dim=ndim, _coords={}, _shapes={"theta": (ndim,)},
         compiled_logp_func=logp_cfunc, compiled_expand_func=expand_cfunc,
-        initial_point_func=make_init, shared_data={}, user_data=user_data, n_expanded=ndim,
+        initial_point_func=_seeded(initial_point), shared_data={}, user_data=user_data,
+        n_expanded=ndim,
         shape_info=(["theta"], [slice(0, ndim)], [(ndim,)]), logp_func=None,
         expand_func=None)
     return _run(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                 progressbar=progressbar, target_accept=target_accept, **kwargs)
+
+
+def _seeded(initial_point: Callable[[np.random.Generator], np.ndarray]):
+    """nutpie's initial-point function: it passes each chain its own seed."""
+    return lambda seed: np.asarray(initial_point(np.random.default_rng(seed)), dtype="float64")
 
 
 def _run(compiled, *, seed, progressbar, **kwargs):

@@ -21,7 +21,7 @@ import numpy as np
 
 from .jit import entry
 from .marginal_kernel import marginal_logp_grad
-from .marginal_posterior import CovarianceLayout, add_priors, transform
+from .marginal_posterior import CovarianceLayout, add_priors, finite_or_reject, transform
 from .partial import PartialStructure
 
 __all__ = ["PartialPosterior", "partial_log_posterior"]
@@ -176,11 +176,4 @@ def partial_log_posterior(theta, grad, q1, ncpc, eta, kept_levels, centered, fam
             g_sd[k] -= kept_levels[k] / sd
     value += lkj + add_priors(theta[:ncov], grad[:ncov], q1, ncpc, eta, w, g_chol, g_sd,
                               g_sigma, family, pa, pb)
-    ok = math.isfinite(value)
-    for i in range(theta.shape[0]):
-        ok = ok and math.isfinite(grad[i])
-    if not ok:
-        for i in range(theta.shape[0]):
-            grad[i] = 0.0
-        return -np.inf
-    return value
+    return finite_or_reject(value, grad)
