@@ -220,22 +220,13 @@ class Model:
             base[name] = beta[idx]
         cov_by_block = dict(zip([id(b) for b in reml.blocks], reml.covariances(), strict=True))
         effects_by_block = dict(zip([id(b) for b in reml.blocks], reml.effects, strict=True))
-        sigma = max(reml.sigma, 1e-8 * (np.std(spec.y) + 1))
-        base["sigma"] = np.asarray(sigma)
+        base["sigma"] = np.asarray(self.start_sigma())
         for group in self.groups:
             centered = centered_of.get(group.factor, False)
             for k, block in enumerate(group.blocks):
                 suffix = "" if len(group.blocks) == 1 else f"_{k}"
-                cov = cov_by_block[id(block)]
                 b = effects_by_block[id(block)]
-                sd = np.sqrt(np.clip(np.diag(cov), 0, None))
-                floor = 0.05 * np.array(
-                    [self._sd_scale(group.factor, t) for t in block.terms])
-                sd = np.maximum(sd, floor)
-                corr = cov / np.outer(np.sqrt(np.diag(cov)) + 1e-300,
-                                      np.sqrt(np.diag(cov)) + 1e-300)
-                corr = np.clip(corr, -0.9, 0.9)
-                np.fill_diagonal(corr, 1.0)
+                sd, corr = self.start_sd_corr(block, cov_by_block[id(block)])
                 cov_safe = corr * np.outer(sd, sd)
                 chol = np.linalg.cholesky(cov_safe + 1e-10 * np.eye(block.q) * sd.max() ** 2)
                 if block.correlated and block.q >= 2:
@@ -263,6 +254,19 @@ class Model:
                     point[name] = value + rng.uniform(-JITTER, JITTER, value.shape) * scale
             points.append(point)
         return points
+
+    def start_sd_corr(self, block, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A block's starting SDs and correlation from its REML covariance: SDs floored at
+        5% of their prior scale, correlations clipped to +-0.9 (every sampler's start)."""
+        root = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
+        floor = 0.05 * np.array([self._sd_scale(block.factor, t) for t in block.terms])
+        corr = np.clip(cov / np.outer(root, root), -0.9, 0.9)
+        np.fill_diagonal(corr, 1.0)
+        return np.maximum(np.sqrt(np.clip(np.diag(cov), 0, None)), floor), corr
+
+    def start_sigma(self) -> float:
+        """The REML sigma, kept away from zero (every sampler's start)."""
+        return max(self.fit_reml().sigma, 1e-8 * (np.std(self.spec.y) + 1))
 
     def _sd_scale(self, factor: str, term: str) -> float:
         prior = self.priors.sd[factor][term]

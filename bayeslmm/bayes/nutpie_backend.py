@@ -99,19 +99,10 @@ def covariance_start(model, layout: CovarianceLayout, blocks: list) -> np.ndarra
     ones, in ``layout``'s order."""
     reml = model.fit_reml()
     cov_of = {id(b): c for b, c in zip(reml.blocks, reml.covariances(), strict=True)}
-
-    def sds(block):
-        sd = np.sqrt(np.clip(np.diag(cov_of[id(block)]), 0, None))
-        floor = 0.05 * np.array([model._sd_scale(block.factor, t) for t in block.terms])
-        return np.maximum(sd, floor)
-
-    cov = cov_of[id(blocks[0])]
-    root = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
-    corr = np.clip(cov / np.outer(root, root), -0.9, 0.9)
-    np.fill_diagonal(corr, 1.0)
-    sd_rest = np.array([sds(b)[0] for b in blocks[1:]])
-    sigma = max(reml.sigma, 1e-8 * (np.std(model.spec.y) + 1))
-    return layout.unconstrain(sds(blocks[0]), corr, sd_rest, sigma)
+    starts = [model.start_sd_corr(b, cov_of[id(b)]) for b in blocks]
+    sd_first, corr = starts[0]
+    sd_rest = np.array([sd[0] for sd, _ in starts[1:]])
+    return layout.unconstrain(sd_first, corr, sd_rest, model.start_sigma())
 
 
 def prior_start(model, layout: CovarianceLayout) -> np.ndarray:
