@@ -152,7 +152,10 @@ def test_lkj_transform_log_jacobian(q):
         assert logp == pytest.approx(np.linalg.slogdet(jac)[1], abs=1e-6)
 
 
-def test_c_callback_matches_python_path():
+def test_c_callback_matches_its_pieces_called_directly():
+    """The callback unpacks its one buffer (``pack``) right: same value and gradient as
+    transform + kernel + add_priors called from Python on the unpacked arrays."""
+    from bayeslmm.bayes import marginal_posterior as mp
     from bayeslmm.bayes.marginal_cfunc import LOGP_CFUNC, pack
 
     post = _model("pastes", "strength ~ 1 + (1 | batch/cask)").marginal_posterior()
@@ -163,7 +166,19 @@ def test_c_callback_matches_python_path():
     code = LOGP_CFUNC.ctypes(post.ndim, theta.ctypes.data_as(pointer),
                              grad.ctypes.data_as(pointer), logp.ctypes.data_as(pointer),
                              data.ctypes.data_as(ctypes.c_void_p))
-    value, ref_grad = post.logp_and_grad(theta)
+    q1, n_rest = post.q1, post.n_rest
+    w, chol, sd_rest = np.empty((q1, q1)), np.empty((q1, q1)), np.empty(n_rest)
+    sigma, lkj = entry(mp.transform.py_func)(theta, q1, post.n_cpc, post.eta, n_rest, w, chol,
+                                             sd_rest)
+    g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_rest)
+    structure = post.structure
+    value, g_sigma = marginal_logp_grad(chol, sd_rest, sigma, *post._data, g_chol, g_rest,
+                                        np.empty(structure.r - 1),
+                                        np.empty((structure.m1, q1)))
+    ref_grad = np.zeros(post.ndim)
+    value += lkj + entry(mp.add_priors.py_func)(theta, ref_grad, q1, post.n_cpc, post.eta, w,
+                                                g_chol, g_rest, g_sigma, post.family,
+                                                post.param_a, post.param_b)
     assert code == 0
     assert logp[0] == pytest.approx(value, rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-12)
