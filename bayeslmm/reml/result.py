@@ -119,8 +119,10 @@ class RemlFit:
         for block, b in zip(self.blocks, self.effects, strict=True):
             frame = pd.DataFrame(b, index=pd.Index(block.levels, name=block.factor),
                                  columns=block.terms)
-            if block.factor in out:
-                out[block.factor] = out[block.factor].join(frame, rsuffix=".1")
+            if block.factor in out:  # another block on the same factor: side by side
+                left = out[block.factor]
+                frame.columns = [f"{c}.1" if c in left.columns else c for c in frame.columns]
+                out[block.factor] = pd.concat([left, frame], axis=1)
             else:
                 out[block.factor] = frame
         return out
