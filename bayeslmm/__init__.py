@@ -3,34 +3,37 @@
 ``bayeslmm.fit(formula, data)`` samples the posterior with NUTS (nutpie or PyMC);
 ``bayeslmm.fit(formula, data, method="reml")`` is a fast REML/ML fit matching lme4.
 
-The Bayesian names (``Model``, ``BayesFit``, ``compare``, ``load`` and the priors
-``Normal``, ``HalfNormal``, ...) are imported on first use, so ``import bayeslmm`` and REML
-fits do not pay for importing PyMC.
+Every public name is imported on first use, so ``import bayeslmm`` is cheap and REML fits
+do not pay for importing ArviZ, nutpie or PyMC.
 """
 
 from importlib import import_module
 
-from . import datasets
-from .api import fit
-from .design import build_spec
-from .reml import RemlFit
-from .spec import ModelSpec, RandomBlock
-
 __version__ = "0.1.0"
 
+# Everything is imported on first use (PEP 562), so that importing a submodule stays
+# light: the helper process that compiles the numba kernel on a first fit
+# (bayes/kernel_cfunc.py) imports only what the kernel needs, not pandas and formulae.
 _LAZY = {
+    "fit": "bayeslmm.api", "build_spec": "bayeslmm.design", "RemlFit": "bayeslmm.reml",
+    "ModelSpec": "bayeslmm.spec", "RandomBlock": "bayeslmm.spec",
+    "datasets": "bayeslmm.datasets", "plots": "bayeslmm.plots", "load": "bayeslmm.io",
     "Model": "bayeslmm.bayes", "BayesFit": "bayeslmm.bayes", "compare": "bayeslmm.bayes",
     "Normal": "bayeslmm.bayes", "StudentT": "bayeslmm.bayes", "Flat": "bayeslmm.bayes",
     "HalfNormal": "bayeslmm.bayes", "HalfStudentT": "bayeslmm.bayes",
     "HalfCauchy": "bayeslmm.bayes", "Exponential": "bayeslmm.bayes", "LKJ": "bayeslmm.bayes",
-    "load": "bayeslmm.io", "plots": "bayeslmm.plots",
 }
+_MODULES = {"datasets", "plots"}
 
-__all__ = ["fit", "build_spec", "datasets", "ModelSpec", "RandomBlock", "RemlFit", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         module = import_module(_LAZY[name])
-        return module if name == "plots" else getattr(module, name)
+        return module if name in _MODULES else getattr(module, name)
     raise AttributeError(f"module 'bayeslmm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,13 +13,13 @@ import pytest
 from scipy import stats
 
 import bayeslmm
-from bayeslmm.bayes import marginal_kernel, unconstrained
+from bayeslmm.bayes import kernel_cfunc, unconstrained
 from bayeslmm.bayes.jit import entry
+from bayeslmm.bayes.kernel_cfunc import marginal_logp_grad  # the C callback, via ctypes
 from bayeslmm.bayes.model import Model
 from bayeslmm.datasets import load
 
-# the kernels are jitted-only ("internal"); the tests call Python-callable twins of them
-marginal_logp_grad = entry(marginal_kernel.marginal_logp_grad.py_func)
+# jitted-only ("internal") helpers: the tests call Python-callable twins of them
 corr_cholesky = entry(unconstrained.corr_cholesky.py_func)
 
 CASES = [
@@ -153,13 +156,14 @@ def test_lkj_transform_log_jacobian(q):
 
 
 def test_c_callback_matches_its_pieces_called_directly():
-    """The callback unpacks its one buffer (``pack``) right: same value and gradient as
-    transform + kernel + add_priors called from Python on the unpacked arrays."""
+    """The callback unpacks its one buffer (``callback_abi.pack``) right and calls the kernel
+    callback through its address: same value and gradient as transform + kernel +
+    add_priors called from Python on the unpacked arrays."""
     from bayeslmm.bayes import marginal_posterior as mp
-    from bayeslmm.bayes.marginal_cfunc import LOGP_CFUNC, pack
+    from bayeslmm.bayes.marginal_cfunc import LOGP_CFUNC
 
     post = _model("pastes", "strength ~ 1 + (1 | batch/cask)").marginal_posterior()
-    data = pack(post)
+    data = post.packed()
     theta = _random_theta(post, np.random.default_rng(3))
     grad, logp = np.zeros(post.ndim), np.zeros(1)
     pointer = ctypes.POINTER(ctypes.c_double)
@@ -243,3 +247,24 @@ def test_nutpie_failure_is_a_clear_error():
     with pytest.raises(RuntimeError, match="nutpie sampling failed: All initialization points"):
         sample_flat(lambda x: (-np.inf, np.zeros(2)), 2, lambda rng: np.ones(2), draws=10,
                     tune=10, chains=1, cores=1, seed=1, progressbar=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(kernel_cfunc._usable_cpus() < 2, reason="the helper needs a second CPU")
+def test_first_fit_compiles_the_kernel_in_a_helper_process(tmp_path):
+    """With an empty numba cache the kernel is compiled by a helper process, and this
+    process loads what it wrote; with the cache filled no helper starts."""
+    first = """
+from bayeslmm.bayes import kernel_cfunc as kc
+assert kc.compile_in_background() and kc._helper is not None
+assert kc.kernel_callback().cache_hits == 1, "not loaded from the helper's cache"
+"""
+    again = """
+from bayeslmm.bayes import kernel_cfunc as kc
+assert not kc.compile_in_background() and kc._helper is None
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    for code in (first, again):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]

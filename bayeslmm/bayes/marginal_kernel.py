@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import carray
 
 from .jit import internal
 
-__all__ = ["marginal_logp_grad", "small_spd_inverse", "cholesky_lower", "lower_inverse"]
+__all__ = ["marginal_logp_grad_c", "small_spd_inverse", "cholesky_lower", "lower_inverse"]
 
 
 @internal
@@ -85,17 +86,34 @@ def small_spd_inverse(m, out, chol, inv_l):  # pragma: no cover - jit
     return logdet, True
 
 
-@internal
-def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, wprior,
-                       n_obs, g_chol, g_rest, modes_x, modes_b1):  # pragma: no cover - jit
-    """log p(y | L_first, sd_rest, sigma); fills ``g_chol`` (lower triangle) and ``g_rest``
-    and returns (value, d value / d sigma).  value = -inf when the system is singular.
-    Also fills the conditional modes: ``modes_x`` (r - 1: the rest blocks' u, then beta of
-    the centered X) and ``modes_b1`` (m1, q1: the first block's effects)."""
-    m1, q1 = A.shape[0], A.shape[1]
-    r = CR.shape[0]
-    p = mu0.shape[0]
-    n_rest = rest_levels.shape[0]
+def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest_levels_ptr,
+                         mu0_ptr, wprior_ptr, chol_ptr, sd_rest_ptr, sigma, g_chol_ptr,
+                         g_rest_ptr, modes_x_ptr, modes_b1_ptr, out_ptr):  # pragma: no cover
+    """log p(y | L_first, sd_rest, sigma) with C arguments (``callback_abi.KERNEL_SIG``):
+    numba compiles this function only as a C callback (``kernel_cfunc.kernel_callback``),
+    which its callers reach through its address.
+
+    Dimensions, then the arrays of the module docstring (A, C, CR, rest_levels, mu0, wprior),
+    the first block's Cholesky factor (q1 x q1), the other blocks' SDs and sigma.  Fills
+    ``g_chol`` (lower triangle), ``g_rest``, ``out`` = [value, d value / d sigma] (value =
+    -inf when the system is singular; returns 1 then, else 0) and the conditional modes:
+    ``modes_x`` (r - 1: the rest blocks' u, then beta of the centered X) and ``modes_b1``
+    (m1 x q1: the first block's effects)."""
+    A = carray(a_ptr, (m1, q1, q1))
+    C = carray(c_ptr, (r, m1, q1))
+    CR = carray(cr_ptr, (r, r))
+    rest_levels = carray(rest_levels_ptr, (n_rest,))
+    mu0 = carray(mu0_ptr, (p,))
+    wprior = carray(wprior_ptr, (p,))
+    chol_first = carray(chol_ptr, (q1, q1))
+    sd_rest = carray(sd_rest_ptr, (n_rest,))
+    g_chol = carray(g_chol_ptr, (q1, q1))
+    g_rest = carray(g_rest_ptr, (n_rest,))
+    modes_x = carray(modes_x_ptr, (r - 1,))
+    modes_b1 = carray(modes_b1_ptr, (m1, q1))
+    out = carray(out_ptr, (2,))
+    out[0] = -np.inf
+    out[1] = 0.0
     rz = r - p - 1
     sigma2 = sigma * sigma
     lam1 = chol_first / sigma
@@ -129,7 +147,7 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
                 mj[a, b] = acc
         ld, ok = small_spd_inverse(mj, m_inv[j], work1, work2)
         if not ok:
-            return -np.inf, 0.0
+            return 1
         logdet1 += ld
         for a in range(q1):
             for b in range(q1):
@@ -174,7 +192,7 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
     schur[r - 1, r - 1] += prior_ss
     chol = np.empty((r, r))
     if not cholesky_lower(schur, chol):
-        return -np.inf, 0.0
+        return 1
     logdet_rest = 0.0
     for i in range(r - 1):
         logdet_rest += 2.0 * math.log(chol[i, i])
@@ -316,4 +334,6 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
         g_sigma -= sigma * wprior[a] * h_diag[rz + a]
         g_sigma -= wprior[a] * (mu0[a] - x_rest[rz + a]) ** 2 / sigma
     g_sigma -= grad_dot / sigma
-    return value, g_sigma
+    out[0] = value
+    out[1] = g_sigma
+    return 0

@@ -114,17 +114,25 @@ class MarginalPosterior(CovarianceLayout):
         """Log posterior density (up to a constant) and its gradient at ``theta``; -inf with
         a zero gradient where the system is singular or an SD under- or overflows.  Calls
         the C callback nutpie samples with (``marginal_cfunc.LOGP_CFUNC``) through ctypes."""
-        from .marginal_cfunc import LOGP_CFUNC, pack
+        from .marginal_cfunc import LOGP_CFUNC
 
-        if self._packed is None:
-            self._packed = pack(self)
         theta = np.ascontiguousarray(theta, dtype=float)
         grad, logp = np.zeros(self.ndim), np.zeros(1)
         pointer = ctypes.POINTER(ctypes.c_double)
         LOGP_CFUNC.ctypes(self.ndim, theta.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
                           logp.ctypes.data_as(pointer),
-                          self._packed.ctypes.data_as(ctypes.c_void_p))
+                          self.packed().ctypes.data_as(ctypes.c_void_p))
         return float(logp[0]), grad
+
+    def packed(self) -> np.ndarray:
+        """The buffer the C callback reads (``callback_abi.pack``; compiles or loads the
+        kernel callback, whose address it holds)."""
+        from .callback_abi import pack
+        from .kernel_cfunc import kernel_callback
+
+        if self._packed is None:
+            self._packed = pack(self, kernel_callback().address)
+        return self._packed
 
 
 @internal

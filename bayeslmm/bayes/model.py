@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,9 @@ from .marginal_posterior import MarginalPosterior
 from .nutpie_backend import JITTER, sample_marginal, sample_partial
 from .partial import PartialStructure
 from .priors import ResolvedPriors, resolve_priors
-from .result import BayesFit
+
+if TYPE_CHECKING:  # result.py imports ArviZ: on first use, after a cold kernel compile starts
+    from .result import BayesFit
 
 __all__ = ["Model"]
 
@@ -377,6 +380,8 @@ class Model:
     def _finish(self, idata, chosen: str, rng: np.random.Generator, chains: int, draws: int,
                 log_likelihood: bool | None, started: float) -> BayesFit:
         """Add the integrated-out effects' draws and wrap the result in a ``BayesFit``."""
+        from .result import BayesFit
+
         if chosen == "marginal":
             self._add_conditional_draws(idata.posterior, rng)
         elif chosen == "partial":

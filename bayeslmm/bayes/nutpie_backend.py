@@ -11,6 +11,7 @@ Measurements behind the choice of nutpie: docs/design.md.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -57,7 +58,7 @@ def sample_cfunc(logp_cfunc, expand_cfunc, user_data: np.ndarray, ndim: int,
                  tune: int, chains: int, cores: int, seed: int | None, progressbar: bool,
                  target_accept: float = 0.8, **kwargs):
     """As ``sample_flat`` for a numba ``cfunc`` log density (nutpie's C-callback signature,
-    ``marginal_cfunc.LOGP_SIG``) reading ``user_data``: no Python call per gradient, so
+    ``callback_abi.LOGP_SIG``) reading ``user_data``: no Python call per gradient, so
     chains run in parallel threads without contending for the GIL."""
     from nutpie.compile_pymc import CompiledPyMCModel
 
@@ -112,13 +113,27 @@ def prior_start(model, layout: CovarianceLayout) -> np.ndarray:
                               np.full(layout.n_rest, half), half)
 
 
+def _prepare_kernel(progressbar: bool) -> None:
+    """On a first fit on this machine, say so and start compiling the likelihood kernel in
+    a helper process (``kernel_cfunc.compile_in_background``); then import ArviZ and nutpie
+    (~2 s when cold) while it compiles."""
+    from .kernel_cfunc import compile_in_background
+
+    if compile_in_background() and progressbar:
+        print("bayeslmm: compiling the sampler for this machine (first fit only, ~10 s)",
+              file=sys.stderr, flush=True)
+    import arviz  # noqa: F401
+    import nutpie  # noqa: F401
+
+
 def sample_marginal(model, *, draws: int, tune: int, chains: int, cores: int,
                     seed: int | None, progressbar: bool, init: str, **kwargs):
     """nutpie over theta, then the public sd/cor/sigma variables (an InferenceData
     with ``posterior`` and ``sample_stats``, like ``pm.sample``'s)."""
+    _prepare_kernel(progressbar)
     import arviz as az
 
-    from .marginal_cfunc import EXPAND_CFUNC, LOGP_CFUNC, pack
+    from .marginal_cfunc import EXPAND_CFUNC, LOGP_CFUNC
 
     post = model.marginal_posterior()
     start = (covariance_start(model, post, post.structure.blocks) if init == "reml"
@@ -128,7 +143,7 @@ def sample_marginal(model, *, draws: int, tune: int, chains: int, cores: int,
         return start + chain_rng.uniform(-JITTER, JITTER, start.shape)
 
     kwargs = {"target_accept": 0.8, **kwargs}
-    theta, stats = sample_cfunc(LOGP_CFUNC, EXPAND_CFUNC, pack(post), post.ndim,
+    theta, stats = sample_cfunc(LOGP_CFUNC, EXPAND_CFUNC, post.packed(), post.ndim,
                                 initial_point, draws=draws, tune=tune, chains=chains,
                                 cores=cores, seed=seed, progressbar=progressbar,
                                 **kwargs)
@@ -167,6 +182,7 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
                    seed: int | None, progressbar: bool, init: str, **kwargs):
     """nutpie over theta = (covariance parameters, kept effects) with beta and the
     largest block integrated out (``partial_posterior.py``)."""
+    _prepare_kernel(progressbar)
     import arviz as az
     import xarray as xr
 

@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
+from .callback_abi import call_address
 from .jit import entry
-from .marginal_kernel import marginal_logp_grad
 from .marginal_posterior import CovarianceLayout, add_priors, finite_or_reject, transform
 from .partial import PartialStructure
 
@@ -55,9 +55,12 @@ class PartialPosterior:
         self.centered = np.array([bool(centered.get(b.factor, False)) for b in self.kept])
         first = partial.first
         spec = single.spec
+        from .kernel_cfunc import kernel_callback
+
         self._args = (
-            self.q1, self.n_cpc, self.covariance.eta, self.kept_levels, self.centered,
-            self.covariance.family, self.covariance.param_a, self.covariance.param_b,
+            kernel_callback().address, self.q1, self.n_cpc, self.covariance.eta,
+            self.kept_levels, self.centered, self.covariance.family,
+            self.covariance.param_a, self.covariance.param_b,
             np.ascontiguousarray(single.cross_first), np.ascontiguousarray(single.cross),
             np.ascontiguousarray(single.cross_rest), np.asarray(mu0, dtype=float),
             np.asarray(inv_scale, dtype=float) ** 2, np.ascontiguousarray(spec.y, dtype=float),
@@ -85,13 +88,14 @@ class PartialPosterior:
 
 
 @entry
-def partial_log_posterior(theta, grad, q1, ncpc, eta, kept_levels, centered, family, pa, pb,
-                          A, C0, CR0, mu0, wprior, y, xc, codes1, cols1, kept_codes,
+def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, centered, family,
+                          pa, pb, A, C0, CR0, mu0, wprior, y, xc, codes1, cols1, kept_codes,
                           kept_cols):  # pragma: no cover - jit
     """log p(theta | y) + const; fills ``grad``; -inf (zero gradient) off the support.
 
-    ``C0``/``CR0`` are the statistics with the y row to be recomputed; ``kept_codes`` and
-    ``kept_cols`` are (K, n): level and column value of every row for each kept block."""
+    ``kernel`` is the kernel callback's address (``kernel_cfunc``); ``C0``/``CR0`` are the
+    statistics with the y row to be recomputed; ``kept_codes`` and ``kept_cols`` are (K, n):
+    level and column value of every row for each kept block."""
     n = y.shape[0]
     p = xc.shape[1]
     n_kept = kept_levels.shape[0]
@@ -139,9 +143,11 @@ def partial_log_posterior(theta, grad, q1, ncpc, eta, kept_levels, centered, fam
     no_rest = np.empty(0)
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
-    value, g_sigma = marginal_logp_grad(chol, no_rest, sigma, A, C, CR,
-                                        np.empty(0, dtype=np.int64), mu0, wprior, float(n),
-                                        g_chol, no_rest, modes_x, modes_b1)
+    out = np.empty(2)
+    call_address(kernel, (m1, q1, r, p, 0, float(n), A, C, CR, np.empty(0, dtype=np.int64), mu0,
+                          wprior, chol, no_rest, sigma, g_chol, no_rest, modes_x, modes_b1,
+                          out))
+    value, g_sigma = out[0], out[1]
     if not math.isfinite(value):
         return -np.inf
     # d/dr_k = Z_k' e / sigma^2, e = y_adj - X beta - Z_1 b_1 at the conditional modes

@@ -1,0 +1,112 @@
+"""What the marginal sampler's two C callbacks share: their signatures, the buffer they read
+and the call from one to the other.
+
+``marginal_cfunc.LOGP_CFUNC`` (the log posterior nutpie calls) and
+``kernel_cfunc.kernel_callback()`` (the likelihood kernel, ``KERNEL_SIG``) are compiled
+separately, each exactly once, and cached by numba separately: the posterior callback (and
+the partial sampler's density) call the kernel through its address (``call_address``; the
+address travels in the buffer) instead of linking it in.  Linking makes numba re-optimize
+the whole kernel inside every caller (~2 s each on a 2-core VM), and separate compiles can
+run at once, in two processes, on a machine whose cache is empty
+(``kernel_cfunc.compile_in_background``).
+
+The buffer (``pack``) is float64 with integer fields stored as int64 bit patterns:
+
+    header (HEADER words): size, q1, n_cpc, n_rest, p, m1, r, kernel address (int64);
+                           eta, n_obs (float64)
+    body: A (m1 q1 q1), C (r m1 q1), CR (r r), rest_levels (int64), mu0, wprior,
+          scale-prior family codes (int64), first and second parameters
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import carray, types
+from numba.extending import intrinsic
+
+from .jit import internal
+
+__all__ = ["HEADER", "LOGP_SIG", "EXPAND_SIG", "KERNEL_SIG", "pack", "unpack", "call_address"]
+
+HEADER = 10
+
+_DOUBLES = types.CPointer(types.double)
+# nutpie's: logp(dim, theta, grad_out, logp_out, user_data) and expand(...)
+LOGP_SIG = types.int64(types.uint64, _DOUBLES, _DOUBLES, _DOUBLES, types.voidptr)
+EXPAND_SIG = types.int64(types.uint64, types.uint64, _DOUBLES, _DOUBLES, types.voidptr)
+# marginal_kernel.marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, A, C, CR, rest_levels,
+#     mu0, wprior, chol_first, sd_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out)
+KERNEL_SIG = types.int64(*[types.int64] * 5, types.double, *[_DOUBLES] * 3,
+                         types.CPointer(types.int64), *[_DOUBLES] * 4, types.double,
+                         *[_DOUBLES] * 5)
+
+def pack(post, kernel_address: int) -> np.ndarray:
+    """The buffer both callbacks read, for a ``MarginalPosterior`` and the address of the
+    compiled kernel callback."""
+    cross_first, cross, cross_rest, rest_levels, mu0, wprior, n_obs = post._data
+    m1, q1 = cross_first.shape[0], cross_first.shape[1]
+    r, p = cross_rest.shape[0], len(mu0)
+    parts = [cross_first.ravel(), cross.ravel(), cross_rest.ravel(), rest_levels, mu0, wprior,
+             post.family, post.param_a, post.param_b]
+    size = HEADER + sum(part.size for part in parts)
+    buf = np.zeros(size)
+    ints = buf.view(np.int64)
+    ints[:8] = [size, q1, post.n_cpc, post.n_rest, p, m1, r, kernel_address]
+    buf[8:HEADER] = [post.eta, n_obs]
+    at = HEADER
+    for part in parts:
+        target = ints if part.dtype.kind in "iu" else buf
+        target[at:at + part.size] = part
+        at += part.size
+    return buf
+
+
+@internal
+def unpack(data_ptr):  # pragma: no cover - jit
+    """Views of the buffer ``pack`` wrote: (q1, n_cpc, n_rest, kernel address, eta, n_obs,
+    A, C, CR, rest_levels, mu0, wprior, family, pa, pb)."""
+    size = carray(data_ptr, (1,), np.int64)[0]
+    buf = carray(data_ptr, (size,), np.float64)
+    ints = carray(data_ptr, (size,), np.int64)
+    q1, ncpc, n_rest, p, m1, r, kernel = (ints[1], ints[2], ints[3], ints[4], ints[5],
+                                          ints[6], ints[7])
+    eta, n_obs = buf[8], buf[9]
+    at = HEADER
+    a = buf[at:at + m1 * q1 * q1].reshape((m1, q1, q1))
+    at += m1 * q1 * q1
+    c = buf[at:at + r * m1 * q1].reshape((r, m1, q1))
+    at += r * m1 * q1
+    cr = buf[at:at + r * r].reshape((r, r))
+    at += r * r
+    rest_levels = ints[at:at + n_rest]
+    at += n_rest
+    mu0 = buf[at:at + p]
+    wprior = buf[at + p:at + 2 * p]
+    at += 2 * p
+    n_scale = q1 + n_rest + 1
+    family = ints[at:at + n_scale]
+    pa = buf[at + n_scale:at + 2 * n_scale]
+    pb = buf[at + 2 * n_scale:at + 3 * n_scale]
+    return (q1, ncpc, n_rest, kernel, eta, n_obs, a, c, cr, rest_levels, mu0, wprior,
+            family, pa, pb)
+
+
+@intrinsic
+def call_address(typingctx, address, args):
+    """Call the C function at ``address`` (int64) with the tuple ``args``: numbers as they
+    are, arrays as pointers to their data; returns the function's int64.  The caller
+    matches the function's C signature (``KERNEL_SIG`` for the kernel)."""
+    sig = types.int64(address, args)
+
+    def codegen(context, builder, signature, llvm_args):
+        values = []
+        for k, ty in enumerate(args):
+            value = builder.extract_value(llvm_args[1], k)
+            if isinstance(ty, types.Array):
+                value = context.make_array(ty)(context, builder, value).data
+            values.append(value)
+        fnty = ir.FunctionType(ir.IntType(64), [v.type for v in values])
+        return builder.call(builder.inttoptr(llvm_args[0], fnty.as_pointer()), values)
+
+    return sig, codegen

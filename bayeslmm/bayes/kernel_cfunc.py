@@ -1,0 +1,119 @@
+"""The marginal likelihood kernel as a C callback, and getting it compiled.
+
+``kernel_callback()`` is ``marginal_kernel.marginal_logp_grad_c`` compiled as a C callback
+(``callback_abi.KERNEL_SIG``); the marginal posterior callback and the partial sampler's
+density call it through its address, and Python through ``marginal_logp_grad`` (ctypes).
+Numba compiles it once per machine and caches it; that compile is the largest part of a
+first fit (~5 s of numba's ~8 s on a 2-core VM).
+
+``compile_in_background()``: when numba's cache does not hold the kernel yet and the machine
+has a second core, compile it in a helper Python process, started before the fit imports
+ArviZ and nutpie and compiles the posterior callback, so the two compiles overlap.
+``kernel_callback()`` then waits for the helper and loads the kernel from the cache (or
+compiles it here, if the helper failed).  Nothing else is shared with the helper: it only
+writes numba's cache, which numba reads and writes atomically.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import subprocess
+import sys
+
+import numpy as np
+from numba import cfunc
+
+from .callback_abi import KERNEL_SIG
+from .marginal_kernel import marginal_logp_grad_c
+
+__all__ = ["kernel_callback", "compile_in_background", "marginal_logp_grad"]
+
+HELPER_TIMEOUT = 600.0  # seconds; then the helper is stopped and this process compiles
+_helper: subprocess.Popen | None = None
+
+
+@functools.cache
+def kernel_callback():
+    """The compiled kernel (a numba ``CFunc``: ``.address``, ``.ctypes``), from numba's
+    cache when it is there; waits for a helper compile first."""
+    _wait_for_helper()
+    return cfunc(KERNEL_SIG, cache=True, error_model="numpy")(marginal_logp_grad_c)
+
+
+def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, wprior, n_obs,
+                       g_chol, g_rest, modes_x, modes_b1) -> tuple[float, float]:
+    """The kernel called from Python (ctypes) on C-contiguous arrays: fills the gradient and
+    mode arrays and returns (value, d value / d sigma); see ``marginal_logp_grad_c``."""
+    out = np.empty(2)
+    arrays = [A, C, CR, rest_levels, mu0, wprior, chol_first, sd_rest]
+    pointers = [_pointer(a) for a in arrays]
+    outputs = [_pointer(a) for a in (g_chol, g_rest, modes_x, modes_b1, out)]
+    m1, q1 = A.shape[0], A.shape[1]
+    kernel_callback().ctypes(m1, q1, CR.shape[0], len(mu0), len(rest_levels), float(n_obs),
+                             *pointers[:6], *pointers[6:], float(sigma), *outputs)
+    return float(out[0]), float(out[1])
+
+
+def _pointer(array: np.ndarray):
+    if array.dtype not in (np.int64, np.float64) or not array.flags.c_contiguous:
+        raise TypeError("the kernel needs C-contiguous float64 and int64 arrays, got "
+                        f"{array.dtype} {'C' if array.flags.c_contiguous else 'strided'}")
+    ctype = ctypes.c_int64 if array.dtype == np.int64 else ctypes.c_double
+    return array.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+def compile_in_background() -> bool:
+    """Start compiling the kernel in a helper process if numba's cache lacks it and a
+    second CPU is free for it.  Returns whether the kernel still has to be compiled (a first
+    fit on this machine), helper or not."""
+    global _helper
+    if _helper is not None:
+        return True
+    if kernel_callback.cache_info().currsize or _is_cached():
+        return False
+    if _usable_cpus() < 2:
+        return True
+    code = "from bayeslmm.bayes.kernel_cfunc import kernel_callback; kernel_callback()"
+    # the helper imports bayeslmm from wherever this process did
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        _helper = subprocess.Popen([sys.executable, "-c", code], env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    except OSError:
+        _helper = None
+    return True
+
+
+def _is_cached() -> bool:
+    """Whether numba's cache holds the compiled kernel (True when that cannot be told:
+    then this process compiles it when needed, as without a helper)."""
+    try:
+        from numba.core.caching import FunctionCache
+        from numba.core.registry import cpu_target
+
+        cache = FunctionCache(marginal_logp_grad_c)
+        return cache.load_overload(KERNEL_SIG, cpu_target.target_context) is not None
+    except Exception:  # noqa: BLE001 - numba internals; any failure means "don't know"
+        return True
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _wait_for_helper() -> None:
+    global _helper
+    if _helper is None:
+        return
+    try:
+        _helper.wait(HELPER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _helper.kill()
+        _helper.wait()
+    _helper = None
