@@ -52,7 +52,7 @@ def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, w
     outputs = [_pointer(a) for a in (g_chol, g_rest, modes_x, modes_b1, out)]
     m1, q1 = A.shape[0], A.shape[1]
     kernel_callback().ctypes(m1, q1, CR.shape[0], len(mu0), len(rest_levels), float(n_obs),
-                             *pointers[:6], *pointers[6:], float(sigma), *outputs)
+                             *pointers, float(sigma), *outputs)
     return float(out[0]), float(out[1])
 
 
