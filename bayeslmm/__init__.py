@@ -8,6 +8,28 @@ do not pay for importing ArviZ, nutpie or PyMC.
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for editors and type checkers; at run time see __getattr__
+    from . import datasets, plots
+    from .api import fit
+    from .bayes import (
+        LKJ,
+        BayesFit,
+        Exponential,
+        Flat,
+        HalfCauchy,
+        HalfNormal,
+        HalfStudentT,
+        Model,
+        Normal,
+        StudentT,
+        compare,
+    )
+    from .design import build_spec
+    from .io import load
+    from .reml import RemlFit
+    from .spec import ModelSpec, RandomBlock
 
 __version__ = "0.1.0"
 
@@ -25,7 +47,11 @@ _LAZY = {
 }
 _MODULES = {"datasets", "plots"}
 
-__all__ = list(_LAZY)
+__all__ = [
+    "fit", "build_spec", "RemlFit", "ModelSpec", "RandomBlock", "datasets", "plots", "load",
+    "Model", "BayesFit", "compare", "Normal", "StudentT", "Flat", "HalfNormal",
+    "HalfStudentT", "HalfCauchy", "Exponential", "LKJ",
+]
 
 
 def __getattr__(name: str):

@@ -130,3 +130,22 @@ def test_orthodont_sex_reference_is_male():
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown data set 'nope'"):
         load("nope")
+
+
+def test_import_is_light_and_every_public_name_resolves():
+    """``import bayeslmm`` loads nothing heavy (the kernel's compile helper relies on it);
+    every name in ``__all__`` is there on first use."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, bayeslmm
+heavy = {"pandas", "scipy", "formulae", "numba", "arviz", "nutpie", "pymc"} & set(sys.modules)
+assert not heavy, heavy
+missing = [n for n in bayeslmm.__all__ if getattr(bayeslmm, n, None) is None]
+assert not missing, missing
+assert set(bayeslmm.__all__) <= set(dir(bayeslmm))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -41,6 +41,7 @@ KERNEL_SIG = types.int64(*[types.int64] * 5, types.double, *[_DOUBLES] * 3,
                          types.CPointer(types.int64), *[_DOUBLES] * 4, types.double,
                          *[_DOUBLES] * 5)
 
+
 def pack(post, kernel_address: int) -> np.ndarray:
     """The buffer both callbacks read, for a ``MarginalPosterior`` and the address of the
     compiled kernel callback."""
