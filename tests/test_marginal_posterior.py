@@ -268,3 +268,25 @@ assert not kc.compile_in_background() and kc._helper is None
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_kernel_call_is_checked_against_the_c_signature():
+    """A wrong argument to the kernel's address call is a typing error when the caller
+    compiles (not a read of the wrong memory): count, array dtype, layout."""
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from bayeslmm.bayes.callback_abi import call_kernel
+
+    def caller(address, rest_levels, chol):
+        d = np.zeros(1)
+        return call_kernel(address, (1, 1, 1, 0, 0, 1.0, d, d, d, rest_levels, d, d, chol, d,
+                                     1.0, d, d, d, d, d))
+
+    good_chol = np.eye(1)
+    with pytest.raises(TypingError, match="argument 9: a C-contiguous int64 array"):
+        njit(caller)(0, np.zeros(1), good_chol)          # float where int64 is needed
+    with pytest.raises(TypingError, match="argument 12: a C-contiguous float64 array"):
+        njit(caller)(0, np.zeros(1, np.int64), np.eye(2)[:, :1])   # a strided view
+    with pytest.raises(TypingError, match="20 arguments needed"):
+        njit(lambda address: call_kernel(address, (1, 2)))(0)

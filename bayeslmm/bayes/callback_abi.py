@@ -4,7 +4,7 @@ and the call from one to the other.
 ``marginal_cfunc.LOGP_CFUNC`` (the log posterior nutpie calls) and
 ``kernel_cfunc.kernel_callback()`` (the likelihood kernel, ``KERNEL_SIG``) are compiled
 separately, each exactly once, and cached by numba separately: the posterior callback (and
-the partial sampler's density) call the kernel through its address (``call_address``; the
+the partial sampler's density) call the kernel through its address (``call_kernel``; the
 address travels in the buffer) instead of linking it in.  Linking makes numba re-optimize
 the whole kernel inside every caller (~2 s each on a 2-core VM), and separate compiles can
 run at once, in two processes, on a machine whose cache is empty
@@ -23,11 +23,13 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import carray, types
+from numba.core import errors
 from numba.extending import intrinsic
 
 from .jit import internal
 
-__all__ = ["HEADER", "LOGP_SIG", "EXPAND_SIG", "KERNEL_SIG", "pack", "unpack", "call_address"]
+__all__ = ["HEADER", "LOGP_SIG", "EXPAND_SIG", "KERNEL_SIG", "pack", "unpack", "address_caller",
+           "call_kernel"]
 
 HEADER = 10
 
@@ -93,21 +95,42 @@ def unpack(data_ptr):  # pragma: no cover - jit
             family, pa, pb)
 
 
-@intrinsic
-def call_address(typingctx, address, args):
-    """Call the C function at ``address`` (int64) with the tuple ``args``: numbers as they
-    are, arrays as pointers to their data; returns the function's int64.  The caller
-    matches the function's C signature (``KERNEL_SIG`` for the kernel)."""
-    sig = types.int64(address, args)
+def address_caller(c_signature):
+    """An ``@intrinsic`` ``call(address, args)`` calling the C function of ``c_signature`` at
+    ``address`` (int64) with the tuple ``args`` and returning its result.  Checked when the
+    caller compiles: pointer arguments take C-contiguous arrays of the pointed-to dtype
+    (passed as their data pointers), number arguments any number (cast to the signature's
+    type), so a wrong argument is a typing error, never a wrong read."""
 
-    def codegen(context, builder, signature, llvm_args):
-        values = []
-        for k, ty in enumerate(args):
-            value = builder.extract_value(llvm_args[1], k)
-            if isinstance(ty, types.Array):
-                value = context.make_array(ty)(context, builder, value).data
-            values.append(value)
-        fnty = ir.FunctionType(ir.IntType(64), [v.type for v in values])
-        return builder.call(builder.inttoptr(llvm_args[0], fnty.as_pointer()), values)
+    @intrinsic
+    def call(typingctx, address, args):
+        if not isinstance(args, types.BaseTuple) or len(args) != len(c_signature.args):
+            raise errors.TypingError(f"{len(c_signature.args)} arguments needed, got {args}")
+        for k, (want, got) in enumerate(zip(c_signature.args, args, strict=True)):
+            if isinstance(want, types.CPointer):
+                if not (isinstance(got, types.Array) and got.dtype == want.dtype
+                        and got.layout == "C"):
+                    raise errors.TypingError(f"argument {k}: a C-contiguous {want.dtype} "
+                                             f"array is needed, got {got}")
+            elif not isinstance(got, types.Number):
+                raise errors.TypingError(f"argument {k}: a number is needed, got {got}")
 
-    return sig, codegen
+        def codegen(context, builder, signature, llvm_args):
+            values = []
+            for k, (want, got) in enumerate(zip(c_signature.args, args, strict=True)):
+                value = builder.extract_value(llvm_args[1], k)
+                if isinstance(want, types.CPointer):
+                    value = context.make_array(got)(context, builder, value).data
+                else:
+                    value = context.cast(builder, value, got, want)
+                values.append(value)
+            fnty = ir.FunctionType(context.get_value_type(c_signature.return_type),
+                                   [context.get_value_type(t) for t in c_signature.args])
+            return builder.call(builder.inttoptr(llvm_args[0], fnty.as_pointer()), values)
+
+        return c_signature.return_type(address, args), codegen
+
+    return call
+
+
+call_kernel = address_caller(KERNEL_SIG)

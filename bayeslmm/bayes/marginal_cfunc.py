@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, cfunc
 
-from .callback_abi import EXPAND_SIG, LOGP_SIG, call_address, unpack
+from .callback_abi import EXPAND_SIG, LOGP_SIG, call_kernel, unpack
 from .marginal_posterior import add_priors, finite_or_reject, transform
 
 __all__ = ["LOGP_CFUNC", "EXPAND_CFUNC"]
@@ -38,7 +38,7 @@ def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - 
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
     out = np.empty(2)  # value, d value / d sigma
-    call_address(kernel, (m1, q1, r, mu0.shape[0], n_rest, n_obs, a, c, cr, rest_levels, mu0,
+    call_kernel(kernel, (m1, q1, r, mu0.shape[0], n_rest, n_obs, a, c, cr, rest_levels, mu0,
                           wprior, chol, sd_rest, sigma, g_chol, g_rest, modes_x, modes_b1,
                           out))
     value, g_sigma = out[0], out[1]

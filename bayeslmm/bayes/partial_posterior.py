@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .callback_abi import call_address
+from .callback_abi import call_kernel
 from .jit import entry
 from .marginal_posterior import CovarianceLayout, add_priors, finite_or_reject, transform
 from .partial import PartialStructure
@@ -144,7 +144,7 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, cente
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
     out = np.empty(2)
-    call_address(kernel, (m1, q1, r, p, 0, float(n), A, C, CR, np.empty(0, dtype=np.int64), mu0,
+    call_kernel(kernel, (m1, q1, r, p, 0, float(n), A, C, CR, np.empty(0, dtype=np.int64), mu0,
                           wprior, chol, no_rest, sigma, g_chol, no_rest, modes_x, modes_b1,
                           out))
     value, g_sigma = out[0], out[1]
