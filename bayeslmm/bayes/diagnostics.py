@@ -19,11 +19,24 @@ from scipy import fft, special
 __all__ = ["rhat", "ess_bulk", "ess_tail", "rhat_and_ess"]
 
 
+CHUNK = 256  # parameters at a time: temporaries stay ~10 MB each at 4,000 draws
+
+
 def rhat_and_ess(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(R-hat, bulk ESS, tail ESS) per parameter, sharing the rank normalization."""
-    x = _by_parameter(x)
-    z_split = _z_scale(_split_chains(x)) if x.shape[2] >= 4 else None
-    return _rhat_rank(x, z_split), _ess_bulk(x, z_split), _ess_tail(x)
+    """(R-hat, bulk ESS, tail ESS) per parameter, sharing the rank normalization;
+    ``CHUNK`` parameters at a time."""
+    x = np.asarray(x, dtype=float)
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    parts = []
+    for start in range(0, x.shape[2], CHUNK):
+        chunk = _by_parameter(x[:, :, start:start + CHUNK])
+        z_split = _z_scale(_split_chains(chunk)) if chunk.shape[2] >= 4 else None
+        parts.append((_rhat_rank(chunk, z_split), _ess_bulk(chunk, z_split),
+                      _ess_tail(chunk)))
+    if not parts:
+        return np.empty(0), np.empty(0), np.empty(0)
+    rhat_all, bulk_all, tail_all = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return rhat_all, bulk_all, tail_all
 
 
 def rhat(x: np.ndarray) -> np.ndarray:
