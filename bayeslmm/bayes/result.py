@@ -111,7 +111,7 @@ class BayesFit:
     def diagnostics(self) -> dict:
         """Divergences, worst R-hat and smallest bulk and tail ESS over every parameter,
         random effects included: ArviZ's rank-normalized R-hat and bulk/tail ESS, computed
-        once, for all parameters together (``diagnostics.py``; ~6 s for InstEval's 4,138)."""
+        once, for all parameters together (``diagnostics.py``; ~5 s for InstEval's 4,138)."""
         if self._diagnostics is None:
             posterior = self.posterior[public_names(self.spec)]
             chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
