@@ -16,51 +16,31 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, special
 
-__all__ = ["rhat", "ess_bulk", "ess_tail", "rhat_and_ess"]
-
+__all__ = ["rhat_and_ess"]
 
 CHUNK = 256  # parameters at a time: temporaries stay ~10 MB each at 4,000 draws
 
 
 def rhat_and_ess(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(R-hat, bulk ESS, tail ESS) per parameter, sharing the rank normalization;
-    ``CHUNK`` parameters at a time."""
+    """Per parameter of ``x`` (chain, draw, ...): R-hat (the larger split R-hat of the
+    rank-normalized and of the folded draws; NaN with fewer than 2 chains or 4 draws, or for
+    a constant), bulk ESS (of the rank-normalized split chains) and tail ESS (the smaller
+    ESS of the indicators x <= q05 and x <= q95, R's type-7 quantiles), ``CHUNK``
+    parameters at a time."""
     x = np.asarray(x, dtype=float)
     x = x.reshape(x.shape[0], x.shape[1], -1)
-    parts = []
+    parts = [(np.empty(0), np.empty(0), np.empty(0))]
     for start in range(0, x.shape[2], CHUNK):
         chunk = _by_parameter(x[:, :, start:start + CHUNK])
         z_split = _z_scale(_split_chains(chunk)) if chunk.shape[2] >= 4 else None
         parts.append((_rhat_rank(chunk, z_split), _ess_bulk(chunk, z_split),
                       _ess_tail(chunk)))
-    if not parts:
-        return np.empty(0), np.empty(0), np.empty(0)
-    rhat_all, bulk_all, tail_all = (np.concatenate(p) for p in zip(*parts, strict=True))
-    return rhat_all, bulk_all, tail_all
-
-
-def rhat(x: np.ndarray) -> np.ndarray:
-    """max(split R-hat of the rank-normalized draws, of the folded ones); NaN with fewer
-    than 2 chains or 4 draws, or for a constant parameter."""
-    x = _by_parameter(x)
-    return _rhat_rank(x, _z_scale(_split_chains(x)) if x.shape[2] >= 4 else None)
-
-
-def ess_bulk(x: np.ndarray) -> np.ndarray:
-    """Bulk ESS: ESS of the rank-normalized split chains."""
-    x = _by_parameter(x)
-    return _ess_bulk(x, _z_scale(_split_chains(x)) if x.shape[2] >= 4 else None)
-
-
-def ess_tail(x: np.ndarray) -> np.ndarray:
-    """Tail ESS: the smaller ESS of the indicators x <= q05 and x <= q95 (R's type-7
-    quantiles over all draws)."""
-    return _ess_tail(_by_parameter(x))
+    rhat, bulk, tail = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return rhat, bulk, tail
 
 
 def _by_parameter(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    return np.ascontiguousarray(np.moveaxis(x.reshape(x.shape[0], x.shape[1], -1), 2, 0))
+    return np.ascontiguousarray(np.moveaxis(x, 2, 0))
 
 
 def _rhat_rank(x: np.ndarray, z_split: np.ndarray | None) -> np.ndarray:
@@ -70,7 +50,8 @@ def _rhat_rank(x: np.ndarray, z_split: np.ndarray | None) -> np.ndarray:
     split = _split_chains(x)
     folded = np.abs(split - np.median(split.reshape(k, -1), axis=1)[:, None, None])
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.maximum(_rhat(z_split), _rhat(_z_scale(folded)))
+        bulk, tail = _rhat(z_split), _rhat(_z_scale(folded))
+    return np.where(tail > bulk, tail, bulk)  # Python's max(bulk, tail), as ArviZ
 
 
 def _ess_bulk(x: np.ndarray, z_split: np.ndarray | None) -> np.ndarray:
