@@ -29,7 +29,7 @@ from numba.extending import intrinsic
 from .jit import internal
 
 __all__ = ["HEADER", "LOGP_SIG", "EXPAND_SIG", "KERNEL_SIG", "pack", "unpack", "address_caller",
-           "call_kernel"]
+           "call_kernel", "kernel_logp_grad"]
 
 HEADER = 10
 
@@ -134,3 +134,15 @@ def address_caller(c_signature):
 
 
 call_kernel = address_caller(KERNEL_SIG)
+
+
+@internal
+def kernel_logp_grad(kernel, chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, wprior,
+                     n_obs, g_chol, g_rest, modes_x, modes_b1):  # pragma: no cover - jit
+    """The kernel callback at address ``kernel`` on arrays, its dimensions read from their
+    shapes: fills the gradient and mode arrays, returns (value, d value / d sigma)."""
+    out = np.empty(2)
+    call_kernel(kernel, (A.shape[0], A.shape[1], CR.shape[0], mu0.shape[0],
+                         rest_levels.shape[0], n_obs, A, C, CR, rest_levels, mu0, wprior,
+                         chol_first, sd_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out))
+    return out[0], out[1]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, cfunc
 
-from .callback_abi import EXPAND_SIG, LOGP_SIG, call_kernel, unpack
+from .callback_abi import EXPAND_SIG, LOGP_SIG, kernel_logp_grad, unpack
 from .marginal_posterior import add_priors, finite_or_reject, transform
 
 __all__ = ["LOGP_CFUNC", "EXPAND_CFUNC"]
@@ -37,11 +37,8 @@ def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - 
     g_rest = np.zeros(n_rest)
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
-    out = np.empty(2)  # value, d value / d sigma
-    call_kernel(kernel, (m1, q1, r, mu0.shape[0], n_rest, n_obs, a, c, cr, rest_levels, mu0,
-                          wprior, chol, sd_rest, sigma, g_chol, g_rest, modes_x, modes_b1,
-                          out))
-    value, g_sigma = out[0], out[1]
+    value, g_sigma = kernel_logp_grad(kernel, chol, sd_rest, sigma, a, c, cr, rest_levels, mu0,
+                                      wprior, n_obs, g_chol, g_rest, modes_x, modes_b1)
     for i in range(dim):
         grad[i] = 0.0
     if not np.isfinite(value):

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .callback_abi import call_kernel
+from .callback_abi import kernel_logp_grad
 from .jit import entry
 from .marginal_posterior import CovarianceLayout, add_priors, finite_or_reject, transform
 from .partial import PartialStructure
@@ -143,11 +143,9 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, cente
     no_rest = np.empty(0)
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
-    out = np.empty(2)
-    call_kernel(kernel, (m1, q1, r, p, 0, float(n), A, C, CR, np.empty(0, dtype=np.int64), mu0,
-                          wprior, chol, no_rest, sigma, g_chol, no_rest, modes_x, modes_b1,
-                          out))
-    value, g_sigma = out[0], out[1]
+    value, g_sigma = kernel_logp_grad(kernel, chol, no_rest, sigma, A, C, CR,
+                                      np.empty(0, dtype=np.int64), mu0, wprior, float(n),
+                                      g_chol, no_rest, modes_x, modes_b1)
     if not math.isfinite(value):
         return -np.inf
     # d/dr_k = Z_k' e / sigma^2, e = y_adj - X beta - Z_1 b_1 at the conditional modes
