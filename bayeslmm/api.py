@@ -48,7 +48,7 @@ def fit(
     if key in ("reml", "ml"):
         spec = build_spec(formula, data, missing=missing)
         return fit_reml(spec, reml=key == "reml", **kwargs)
-    from .bayes import Model  # imports ArviZ (and PyMC only if a PyMC model is built)
+    from .bayes import Model  # ArviZ is imported when sampling starts, PyMC only if needed
 
     model = Model(formula, data, missing=missing, priors=kwargs.pop("priors", None),
                   centered=kwargs.pop("centered", None))
