@@ -1,7 +1,8 @@
 """Bayesian engine: priors, the PyMC model builder, NUTS sampling and ``BayesFit``.
 
-``Model``, ``BayesFit`` and ``compare`` are imported on first use (they import ArviZ), so
-importing a submodule such as the numba kernels stays light.
+``Model``, ``BayesFit`` and ``compare`` are imported on first use (the model's modules import
+pandas and scipy, ``BayesFit``'s ArviZ), so importing a submodule such as the numba kernels
+stays light.
 """
 
 from importlib import import_module
