@@ -1,7 +1,8 @@
-"""REML/ML engine: lme4's profiled deviance over a blocked Cholesky factor."""
+"""REML/ML engine: lme4's profiled deviance (``Deviance``) over the core's blocked Cholesky."""
 
+from ..core.cholesky import BlockedSystem
+from .deviance import Deviance
 from .optimize import fit_reml
 from .result import RemlFit
-from .system import BlockedSystem
 
-__all__ = ["fit_reml", "RemlFit", "BlockedSystem"]
+__all__ = ["fit_reml", "RemlFit", "Deviance", "BlockedSystem"]

@@ -35,47 +35,11 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..spec import ModelSpec, RandomBlock
+from .covariance import ThetaLayout
 
-__all__ = ["ThetaLayout", "BlockedSystem", "Factorization"]
+__all__ = ["BlockedSystem", "Factorization"]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-class ThetaLayout:
-    """Maps theta (lme4 order: per block, lower triangle of lambda column by column)
-    to the lambda matrices, with lme4's bounds and starting values."""
-
-    def __init__(self, qs: list[int]):
-        self.qs = list(qs)
-        self.rows: list[np.ndarray] = []
-        self.cols: list[np.ndarray] = []
-        self.slices: list[slice] = []
-        start = 0
-        for q in self.qs:
-            upper_rows, upper_cols = np.triu_indices(q)  # row-major upper = col-major lower
-            self.rows.append(upper_cols)
-            self.cols.append(upper_rows)
-            size = q * (q + 1) // 2
-            self.slices.append(slice(start, start + size))
-            start += size
-        self.size = start
-        is_diag = np.concatenate([r == c for r, c in zip(self.rows, self.cols, strict=True)])
-        self.diagonal = is_diag
-        self.lower = np.where(is_diag, 0.0, -np.inf)
-        self.initial = np.where(is_diag, 1.0, 0.0)
-
-    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        out = []
-        for q, rows, cols, sl in zip(self.qs, self.rows, self.cols, self.slices, strict=True):
-            lam = np.zeros((q, q))
-            lam[rows, cols] = theta[sl]
-            out.append(lam)
-        return out
-
-    def theta(self, lambdas: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(
-            [lam[r, c] for lam, r, c in zip(lambdas, self.rows, self.cols, strict=True)]
-        )
 
 
 @dataclass
@@ -142,7 +106,7 @@ class BlockedSystem:
             self.cross_c_dense = self.cross_c.toarray().reshape(self.r, self.m1, self.q1)
             self._cross_c_2d = self.cross_c_dense.reshape(self.r, -1)
         else:  # numba (0.4 s to import) only for problems big enough to need it
-            from .kernels import level_structure
+            from .schur_kernel import level_structure
 
             self.levels_c = level_structure(self.cross_c, self.m1, self.q1)
         self._rest_q = [b.q for b in rest]
@@ -185,18 +149,26 @@ class BlockedSystem:
         return np.swapaxes(half, 1, 2) @ half, float(logdet)
 
     def _schur(self, weights: np.ndarray) -> np.ndarray:
-        """R'R - C W C' (only the lower triangle is guaranteed on the sparse path)."""
+        """R'R - C W C' (on the sparse path with only 1 x 1 rest blocks, only its lower
+        triangle is filled: the factorization reads no more)."""
         if self.use_dense:
             if self.q1 == 1:
                 cw = self.cross_c_dense[:, :, 0] * weights[None, :, 0, 0]
             else:
                 cw = (self.cross_c_dense[:, :, :, None] * weights[None]).sum(axis=2)
             return self.cross_rest - cw.reshape(self.r, -1) @ self._cross_c_2d.T
-        from .kernels import schur_lower_update
+        from .schur_kernel import schur_lower_update
 
         pointers, rows, values = self.levels_c
-        return schur_lower_update(self.cross_rest.copy(), pointers, rows, values,
-                                  np.ascontiguousarray(weights))
+        lower = schur_lower_update(self.cross_rest.copy(), pointers, rows, values,
+                                   np.ascontiguousarray(weights))
+        if self.rest_all_scalar:  # the diagonal scaling below keeps the lower triangle
+            return lower
+        # Lt' S Lt mixes rows and columns: it needs both triangles (issue 10: a q >= 2 block
+        # after the first raised LinAlgError, or gave a wrong finite criterion, here)
+        upper = np.triu_indices(self.r, 1)
+        lower[upper] = lower.T[upper]
+        return lower
 
     def _scale_rest(self, dense: np.ndarray, lambdas: list[np.ndarray]) -> np.ndarray:
         """Lt' D Lt for symmetric D, with Lt = blockdiag(I_m (x) lambda_k, I_{p+1})."""

@@ -1,0 +1,144 @@
+"""The theta <-> Lambda contract: how one random-effects block's relative covariance factor
+is parametrized (in the spirit of lme4's ``Covariance`` classes, R/covariance.R).
+
+For block k with q columns, G_k = sigma^2 lambda_k lambda_k' and ``lambda_k`` is q x q lower
+triangular.  A ``CovarianceStructure`` states
+
+* ``size``: how many parameters (theta entries) it has,
+* ``lambda_of(theta)``: the q x q factor from its slice of theta,
+* ``theta_of(lam)``: the inverse map (for starts given as factors),
+* ``lower`` / ``initial`` / ``names``: bounds, lme4's start (lambda = I) and names,
+* ``rescaled(theta, scale)``: theta for the same G when the block's design columns are
+  multiplied by ``1 / scale`` (the data scaling of ``core/scaling.py``): lambda -> diag(scale)
+  lambda keeps an unstructured factor lower triangular.
+
+``Unstructured`` (``(x | g)``) and ``Diagonal`` (``(x || g)`` written as one block) are the
+members today; compound symmetry, AR(1) and the other G patterns of the issue "Residual
+structures" each add one subclass here.  ``ThetaLayout`` strings the blocks' slices together
+in engine order (blocks by number of levels, most first), the order of lme4's theta.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["CovarianceStructure", "Unstructured", "Diagonal", "ThetaLayout"]
+
+
+class CovarianceStructure:
+    """One block's parametrization; subclasses fill in the maps (see the module docstring)."""
+
+    kind = "abstract"
+
+    def __init__(self, q: int, terms: list[str] | None = None):
+        self.q = int(q)
+        self.terms = list(terms) if terms is not None else [f"x{a}" for a in range(self.q)]
+
+    size: int
+    diagonal: np.ndarray  # which theta entries are on lambda's diagonal (bounded below by 0)
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.where(self.diagonal, 0.0, -np.inf)
+
+    @property
+    def initial(self) -> np.ndarray:
+        return np.where(self.diagonal, 1.0, 0.0)
+
+    def rescaled(self, theta: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """theta of diag(scale) lambda(theta)."""
+        return self.theta_of(np.asarray(scale, dtype=float)[:, None] * self.lambda_of(theta))
+
+    def names(self, factor: str) -> list[str]:
+        raise NotImplementedError
+
+
+class Unstructured(CovarianceStructure):
+    """A free q x q G: theta is lambda's lower triangle, column by column (lme4's order)."""
+
+    kind = "us"
+
+    def __init__(self, q: int, terms: list[str] | None = None):
+        super().__init__(q, terms)
+        upper_rows, upper_cols = np.triu_indices(self.q)  # row-major upper = col-major lower
+        self.rows, self.cols = upper_cols, upper_rows
+        self.size = self.q * (self.q + 1) // 2
+        self.diagonal = self.rows == self.cols
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        lam = np.zeros((self.q, self.q))
+        lam[self.rows, self.cols] = theta
+        return lam
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        return np.asarray(lam, dtype=float)[self.rows, self.cols]
+
+    def names(self, factor: str) -> list[str]:
+        t = self.terms
+        return [f"{factor}.{t[r]}" if r == c else f"{factor}.{t[r]}.{t[c]}"
+                for r, c in zip(self.rows, self.cols, strict=True)]
+
+
+class Diagonal(CovarianceStructure):
+    """Independent effects with their own SDs: theta is lambda's diagonal."""
+
+    kind = "diag"
+
+    def __init__(self, q: int, terms: list[str] | None = None):
+        super().__init__(q, terms)
+        self.size = self.q
+        self.diagonal = np.ones(self.q, dtype=bool)
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        return np.diag(np.asarray(theta, dtype=float))
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        return np.diagonal(np.asarray(lam, dtype=float)).copy()
+
+    def names(self, factor: str) -> list[str]:
+        return [f"{factor}.{t}" for t in self.terms]
+
+
+class ThetaLayout:
+    """theta of every block, concatenated in engine order, with lme4's bounds and start.
+
+    Parameters
+    ----------
+    structures : list of CovarianceStructure, or list of int
+        One per block (an int q means ``Unstructured(q)``).
+    """
+
+    def __init__(self, structures):
+        self.structures: list[CovarianceStructure] = [
+            s if isinstance(s, CovarianceStructure) else Unstructured(int(s))
+            for s in structures]
+        self.qs = [s.q for s in self.structures]
+        self.slices: list[slice] = []
+        start = 0
+        for s in self.structures:
+            self.slices.append(slice(start, start + s.size))
+            start += s.size
+        self.size = start
+        self.diagonal = (np.concatenate([s.diagonal for s in self.structures])
+                         if self.structures else np.zeros(0, dtype=bool))
+        self.lower = np.where(self.diagonal, 0.0, -np.inf)
+        self.initial = np.where(self.diagonal, 1.0, 0.0)
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [s.lambda_of(theta[sl]) for s, sl in zip(self.structures, self.slices,
+                                                         strict=True)]
+
+    def theta(self, lambdas: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([s.theta_of(lam) for s, lam in zip(self.structures, lambdas,
+                                                                   strict=True)])
+
+    def rescaled(self, theta: np.ndarray, scales: list[np.ndarray]) -> np.ndarray:
+        """theta of diag(scale_k) lambda_k for every block k."""
+        return np.concatenate([s.rescaled(theta[sl], sc) for s, sl, sc in
+                               zip(self.structures, self.slices, scales, strict=True)])
