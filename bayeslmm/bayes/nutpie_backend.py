@@ -36,7 +36,7 @@ def sample_flat(logp_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
     ``initial_point(rng)`` gives a chain's start; nutpie passes each chain its own seed.
     Extra ``kwargs`` go to ``nutpie.sample`` (e.g. ``maxdepth``).
     """
-    from nutpie.compiled_pyfunc import from_pyfunc
+    from .nutpie_adapter import from_pyfunc
 
     def make_logp():
         # -inf (a singular system) counts as a divergence; an exception would abort nutpie
@@ -60,15 +60,10 @@ def sample_cfunc(logp_cfunc, expand_cfunc, user_data: np.ndarray, ndim: int,
     """As ``sample_flat`` for a numba ``cfunc`` log density (nutpie's C-callback signature,
     ``callback_abi.LOGP_SIG``) reading ``user_data``: no Python call per gradient, so
     chains run in parallel threads without contending for the GIL."""
-    from nutpie.compile_pymc import CompiledPyMCModel
+    from .nutpie_adapter import compiled_cfunc_model
 
-    compiled = CompiledPyMCModel(
-        dims={}, _n_dim=ndim, _coords={}, _shapes={"theta": (ndim,)},
-        compiled_logp_func=logp_cfunc, compiled_expand_func=expand_cfunc,
-        initial_point_func=_seeded(initial_point), shared_data={}, user_data=user_data,
-        n_expanded=ndim,
-        shape_info=(["theta"], [slice(0, ndim)], [(ndim,)]), logp_func=None,
-        expand_func=None)
+    compiled = compiled_cfunc_model(logp_cfunc, expand_cfunc, user_data, ndim,
+                                    _seeded(initial_point))
     return _run(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                 progressbar=progressbar, target_accept=target_accept, **kwargs)
 
@@ -79,12 +74,12 @@ def _seeded(initial_point: Callable[[np.random.Generator], np.ndarray]):
 
 
 def _run(compiled, *, seed, progressbar, **kwargs):
-    import nutpie
+    from . import nutpie_adapter
 
     seed = int(np.random.default_rng(seed).integers(2**31)) if seed is not None else None
     try:
-        idata = nutpie.sample(compiled, seed=seed, progress_bar=progressbar, save_warmup=False,
-                              **kwargs)
+        idata = nutpie_adapter.sample(compiled, seed=seed, progress_bar=progressbar,
+                                      save_warmup=False, **kwargs)
     except (RuntimeError, ValueError) as err:  # e.g. "All initialization points failed"
         raise RuntimeError(
             f"nutpie sampling failed: {str(err).splitlines()[0]}. Try init='auto', stronger "
@@ -212,7 +207,9 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
     # low-rank mass matrix: the kept effects have a few directions identified only by the
     # prior (their means against the integrated intercept, department means against the
     # dept:service effects); InstEval: min bulk ESS 2818 vs 433 with the diagonal one
-    kwargs = {"target_accept": 0.8, "low_rank_modified_mass_matrix": True, **kwargs}
+    from .nutpie_adapter import low_rank_kwargs
+
+    kwargs = {"target_accept": 0.8, **low_rank_kwargs(), **kwargs}
     theta, stats = sample_flat(post.logp_and_grad, post.ndim, initial_point, draws=draws,
                                tune=tune, chains=chains, cores=cores, seed=seed,
                                progressbar=progressbar, **kwargs)
