@@ -20,9 +20,9 @@ import pandas as pd
 from formulae import design_matrices, model_description
 
 from .formula import ParsedFormula, RandomTerm, parse_formula
-from .spec import ModelSpec, RandomBlock
+from .spec import GroupingKey, ModelSpec, RandomBlock, level_text
 
-__all__ = ["build_spec"]
+__all__ = ["build_spec", "offset_values", "prepare_for_formulae", "simple_design"]
 
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RANK_TOLERANCE = 1e-7  # lme4's default tolerance for dropping aliased X columns
@@ -62,14 +62,14 @@ def _check_columns(names: set[str], data: pd.DataFrame, formula: str) -> None:
 
 def _drop_missing(
     data: pd.DataFrame, columns: list[str], missing: str
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, int, np.ndarray]:
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     used = data[columns]
-    na_rows = used.isna().any(axis=1)
+    na_rows = used.isna().any(axis=1).to_numpy()
     n_na = int(na_rows.sum())
     if n_na == 0:
-        return used, 0
+        return used, 0, np.ones(len(data), dtype=bool)
     counts = used.isna().sum()
     detail = ", ".join(f"{col} ({int(k)})" for col, k in counts.items() if k > 0)
     if missing == "raise":
@@ -86,10 +86,10 @@ def _drop_missing(
         UserWarning,
         stacklevel=4,
     )
-    return used.loc[~na_rows], n_na
+    return used.iloc[np.flatnonzero(~na_rows)], n_na, ~na_rows
 
 
-def _prepare_for_formulae(frame: pd.DataFrame) -> pd.DataFrame:
+def prepare_for_formulae(frame: pd.DataFrame) -> pd.DataFrame:
     """Keep R's level order: formulae honours category order only for ordered categoricals."""
     frame = frame.copy()
     for col in frame.columns:
@@ -140,31 +140,33 @@ def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str
     return X[:, keep], [n for n, k in zip(names, keep, strict=True) if k], dropped
 
 
-def _grouping(frame: pd.DataFrame, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Level codes and labels of the (interaction of the) grouping columns."""
-    parts_codes = []
-    parts_labels = []
+def _grouping(frame: pd.DataFrame, names: tuple[str, ...]
+              ) -> tuple[np.ndarray, list[str], GroupingKey]:
+    """Level codes, labels and the by-value key of the (interaction of the) grouping
+    columns; ``frame`` holds the columns as given (bools still bool)."""
+    parts_codes, parts_labels, parts_index = [], [], []
     for name in names:
         column = frame[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
             column = column.cat.remove_unused_categories()
             codes = column.cat.codes.to_numpy()
             labels = [str(c) for c in column.cat.categories]
+            index = pd.Index(labels, dtype=object)
         else:
             uniques, codes = np.unique(column.to_numpy(), return_inverse=True)
-            if pd.api.types.is_float_dtype(column) and np.all(uniques == np.round(uniques)):
-                labels = [str(int(u)) for u in uniques]
-            else:
-                labels = [str(u) for u in uniques]
+            labels = level_text(uniques)
+            index = pd.Index(uniques)
         parts_codes.append(np.asarray(codes, dtype=np.int64))
         parts_labels.append(labels)
-    if len(names) == 1:
-        return parts_codes[0].astype(np.intp), parts_labels[0]
-    # interaction: combinations present, ordered with the first factor varying slowest
+        parts_index.append(index)
     combined = np.zeros(len(frame), dtype=np.int64)
     for codes, labels in zip(parts_codes, parts_labels, strict=True):
         combined = combined * len(labels) + codes
+    # interaction: combinations present, ordered with the first factor varying slowest
     present, codes = np.unique(combined, return_inverse=True)
+    key = GroupingKey(tuple(names), parts_index, parts_labels, present)
+    if len(names) == 1:
+        return parts_codes[0].astype(np.intp), parts_labels[0], key
     labels = []
     for value in present:
         pieces = []
@@ -172,10 +174,10 @@ def _grouping(frame: pd.DataFrame, names: tuple[str, ...]) -> tuple[np.ndarray, 
             value, rem = divmod(int(value), len(part))
             pieces.append(part[rem])
         labels.append(":".join(reversed(pieces)))
-    return codes.astype(np.intp), labels
+    return codes.astype(np.intp), labels, key
 
 
-def _simple_design(expr: str, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
+def simple_design(expr: str, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
     """Fast path for the common ``1``, ``x``, ``1 + x``, ``0 + x + z`` with numeric columns:
     the same columns and names formulae would give, without its parse/evaluate cost."""
     intercept, names = True, []
@@ -199,7 +201,7 @@ def _simple_design(expr: str, frame: pd.DataFrame) -> tuple[np.ndarray, list[str
 
 def _design(expr: str, frame: pd.DataFrame, formula: str):
     """Columns, names and formulae's design object (None on the fast path) of ``expr``."""
-    simple = _simple_design(expr, frame)
+    simple = simple_design(expr, frame)
     if simple is not None:
         return (*simple, None)
     matrices = _formulae_call(expr, formula, design_matrices, expr, frame, na_action="error")
@@ -211,9 +213,9 @@ def _design(expr: str, frame: pd.DataFrame, formula: str):
 
 
 def _random_blocks(
-    term: RandomTerm, frame: pd.DataFrame, formula: str, n: int
+    term: RandomTerm, frame: pd.DataFrame, formula: str, n: int, raw: pd.DataFrame
 ) -> list[RandomBlock]:
-    codes, levels = _grouping(frame, term.group)
+    codes, levels, key = _grouping(raw, term.group)
     factor = term.factor_name
     if len(levels) < 2:
         raise ValueError(
@@ -241,7 +243,7 @@ def _random_blocks(
         _finite_or_raise(columns, names, f"random-effects column(s) of {term.source!r}:")
         block = RandomBlock(
             factor, codes, levels, columns, names, correlated=not term.independent,
-            group_columns=term.group, expr=expr, design=design,
+            group_columns=term.group, expr=expr, design=design, grouping=key,
         )
         if block.n_effects >= n:
             raise ValueError(
@@ -293,20 +295,36 @@ def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> Model
     fixed_formula = f"{parsed.response} ~ {parsed.fixed}"
     response_vars = _variables(parsed.response, formula)
     fixed_vars = _variables(parsed.fixed, formula) if parsed.fixed not in ("0", "1") else set()
-    used = set(response_vars) | fixed_vars
+    offset_vars: set[str] = set()
+    for expr in parsed.offsets:
+        offset_vars |= _variables(expr, formula)
+    used = set(response_vars) | fixed_vars | offset_vars
     for term in parsed.random:
         used |= _variables(term.expr, formula) if term.expr not in ("0", "1") else set()
         used |= set(term.group)
     _check_columns(used, data, formula)
+    if "Intercept" in used:
+        raise ValueError(
+            f"formula {formula!r} uses a data column named 'Intercept', which is also the "
+            "name of the intercept's coefficient; rename the column")
     columns = [c for c in data.columns if c in used]
-    frame, n_dropped = _drop_missing(data, columns, missing)
-    _check_response(parsed, frame, response_vars)
-    frame = _prepare_for_formulae(frame)
+    positions = np.arange(len(data))
+    raw, n_dropped, kept = _drop_missing(data, columns, missing)
+    positions = positions[kept]
+    _check_response(parsed, raw, response_vars)
+    frame = prepare_for_formulae(raw)
 
     matrices = _formulae_call("fixed part", formula, design_matrices, fixed_formula, frame,
                               na_action="error")
     y = np.asarray(matrices.response.design_matrix, dtype=float).reshape(-1)
     _finite_or_raise(y, [parsed.response], "response")
+    offset = None
+    if parsed.offsets:
+        offset = offset_values(parsed.offsets, frame, formula)
+        _finite_or_raise(offset, ["offset"], "offset")
+    if np.ptp(y if offset is None else y - offset) == 0:
+        raise ValueError(f"the response {parsed.response!r} is constant "
+                         f"({y[0]:.6g} in every used row): there is nothing to fit")
     if matrices.common is None:
         X, x_names = np.empty((len(frame), 0)), []
     else:
@@ -327,11 +345,12 @@ def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> Model
         raise ValueError(f"{n} observations are not enough for {X.shape[1]} fixed effects")
     blocks: list[RandomBlock] = []
     for term in parsed.random:
-        blocks.extend(_random_blocks(term, frame, formula, n))
+        blocks.extend(_random_blocks(term, frame, formula, n, raw))
+    _check_identified(blocks, formula)
     return ModelSpec(
         formula=formula,
         response=parsed.response,
-        y=y,
+        y=y if offset is None else y - offset,
         X=X,
         x_names=x_names,
         blocks=blocks,
@@ -340,4 +359,48 @@ def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> Model
         dropped_columns=dropped,
         fixed_design=matrices.common,
         columns=columns,
+        row_positions=positions,
+        offset=offset,
+        offset_exprs=parsed.offsets,
     )
+
+
+def offset_values(exprs: tuple[str, ...], frame: pd.DataFrame, formula: str) -> np.ndarray:
+    """The sum of the ``offset(expr)`` terms, evaluated on ``frame``."""
+    total = np.zeros(len(frame))
+    for expr in exprs:
+        if _COLUMN.match(expr) and expr in frame:
+            total += frame[expr].to_numpy(dtype=float)
+            continue
+        columns, _names, _design = _design(f"0 + I({expr})", frame, formula)
+        total += columns[:, 0]
+    return total
+
+
+def _check_identified(blocks: list[RandomBlock], formula: str) -> None:
+    """Refuse random-effects columns that are not identified: the same term twice on one
+    factor (``(1 | g) + (1 | g)``) or collinear columns within a term
+    (``(x + I(2 * x) | g)``).  Their
+    SDs would be arbitrary (REML) or not identified (Bayes)."""
+    by_factor: dict[str, list[RandomBlock]] = {}
+    for block in blocks:
+        by_factor.setdefault(block.factor, []).append(block)
+    for factor, group in by_factor.items():
+        names = [t for b in group for t in b.terms]
+        repeated = sorted({t for t in names if names.count(t) > 1})
+        if repeated:
+            raise ValueError(
+                f"formula {formula!r} has the random-effects term(s) {repeated} of "
+                f"{factor!r} more than once; their variances are not identified")
+        for block in group:  # within one block (across blocks lme4 allows (f || g))
+            columns = block.columns
+            scale = np.linalg.norm(columns, axis=0)
+            if columns.shape[1] < 2 and (scale > 0).all():
+                continue
+            r = np.linalg.qr(columns / np.where(scale > 0, scale, 1.0), mode="r")
+            diag = np.abs(np.diagonal(r))
+            if diag.size < columns.shape[1] or (diag < 1e-10).any() or (scale == 0).any():
+                raise ValueError(
+                    f"the random-effects columns of {factor!r} ({', '.join(block.terms)}) "
+                    f"in formula {formula!r} are collinear (or zero): their variances are "
+                    "not identified; drop one")

@@ -15,9 +15,46 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["RandomTerm", "ParsedFormula", "parse_formula"]
+__all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "check_safe", "ALLOWED_CALLS"]
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+
+# The only functions a formula may call (docs/formulas.md): formulae's transformations and
+# numpy's elementwise math.  Formulas are evaluated, and a saved fit stores its formula, so
+# anything else (``np.save(...)``, ``__import__``) is refused before evaluation.
+ALLOWED_CALLS = frozenset({
+    "C", "I", "scale", "center", "standardize", "offset", "poly", "bs", "cr", "cc",
+    "abs",
+    *(f"np.{name}" for name in (
+        "log", "log1p", "log2", "log10", "exp", "expm1", "sqrt", "cbrt", "square", "abs",
+        "absolute", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+        "arcsinh", "arccosh", "arctanh", "power", "sign", "floor", "ceil", "round",
+        "clip", "maximum", "minimum")),
+})
+ALLOWED_NAMES = frozenset({"np.pi", "np.e"})
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)+")
+_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)\s*\(")
+_STRING = re.compile(r"(\"[^\"]*\"|'[^']*')")
+
+
+def check_safe(formula: str) -> None:
+    """Raise ValueError unless every function the formula calls is in ``ALLOWED_CALLS``
+    and it names no other dotted attribute (``np.save``, ``os.system``, ``x.__class__``)."""
+    code = _STRING.sub("''", formula)  # C(g, levels=['a', 'b']): strings are data
+    if "__" in code or "lambda" in code.split() or ";" in code:
+        raise ValueError(f"could not parse formula {formula!r}: it may only use column names, "
+                         "operators and the functions listed in docs/formulas.md")
+    for match in _CALL.finditer(code):
+        name = re.sub(r"\s+", "", match.group(1))
+        if name not in ALLOWED_CALLS:
+            raise ValueError(
+                f"formula {formula!r} calls {name}(), which is not one of the allowed "
+                f"transformations: {', '.join(sorted(ALLOWED_CALLS))} (docs/formulas.md)")
+    for match in _DOTTED.finditer(code):
+        name = re.sub(r"\s+", "", match.group(0))
+        if name not in ALLOWED_CALLS and name not in ALLOWED_NAMES:
+            raise ValueError(f"formula {formula!r} uses {name!r}: only the functions in "
+                             "docs/formulas.md and column names may appear in a formula")
 
 
 @dataclass(frozen=True)
@@ -56,6 +93,7 @@ class ParsedFormula:
     response: str
     fixed: str
     random: tuple[RandomTerm, ...]
+    offsets: tuple[str, ...] = ()
 
 
 def _matching_paren(text: str, start: int, formula: str) -> int:
@@ -122,6 +160,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     """
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a string, got {type(formula).__name__}")
+    check_safe(formula)
     if formula.count("~") != 1:
         raise ValueError(
             f"could not parse formula {formula!r}: expected exactly one '~' "
@@ -148,6 +187,9 @@ def parse_formula(formula: str) -> ParsedFormula:
         inner = rhs[pos + 1:end]
         preceding = "".join(fixed_parts).rstrip()
         is_call = bool(preceding) and (preceding[-1].isalnum() or preceding[-1] in "_.")
+        while not is_call and inner.strip().startswith("(") and _matching_paren(
+                inner.strip(), 0, formula) == len(inner.strip()) - 1:
+            inner = inner.strip()[1:-1]  # ((1 | g)) is (1 | g), as in lme4
         bar = None if is_call else _top_level_bar(inner)
         if bar is None:
             fixed_parts.append(rhs[pos:end + 1])
@@ -170,9 +212,35 @@ def parse_formula(formula: str) -> ParsedFormula:
         pos = end + 1
 
     fixed = "".join(fixed_parts).strip()
+    if _top_level_bar(_STRING.sub("''", fixed)) is not None:
+        raise ValueError(
+            f"could not parse formula {formula!r}: a '|' outside a random-effects term "
+            f"({fixed!r}); write random terms in parentheses, as in (x | g)")
+    fixed, offsets = _split_offsets(fixed, formula)
     fixed = re.sub(r"^\s*\+", "", fixed).strip()
     if not fixed:
         fixed = "1"
     elif fixed in ("0", "-1") or re.fullmatch(r"0\s*\+?\s*|-\s*1", fixed):
         fixed = "0"
-    return ParsedFormula(formula, lhs, fixed, tuple(random))
+    return ParsedFormula(formula, lhs, fixed, tuple(random), offsets)
+
+
+def _split_offsets(fixed: str, formula: str) -> tuple[str, tuple[str, ...]]:
+    """Cut top-level ``offset(expr)`` terms out of the fixed part (lme4's meaning: a known
+    term with coefficient 1, not a predictor)."""
+    offsets: list[str] = []
+    while True:
+        match = re.search(r"(^|\+)\s*offset\s*\(", fixed)
+        if match is None:
+            break
+        open_at = fixed.index("(", match.start() + len(match.group(1)))
+        close_at = _matching_paren(fixed, open_at, formula)
+        expr = fixed[open_at + 1:close_at].strip()
+        if not expr:
+            raise ValueError(f"could not parse formula {formula!r}: offset() needs a column")
+        offsets.append(expr)
+        fixed = (fixed[:match.start()] + fixed[close_at + 1:]).strip()
+    if re.search(r"\boffset\s*\(", fixed):
+        raise ValueError(f"could not parse formula {formula!r}: offset() must be a term of "
+                         "its own (y ~ x + offset(log(t)) + (1 | g))")
+    return fixed, tuple(offsets)

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .spec import level_text
+
 __all__ = ["save", "load"]
 
 FORMAT = "bayeslmm-fit-1"
@@ -28,10 +30,17 @@ def _priors_to_json(priors: dict | None) -> str:
 
 
 def _priors_from_json(text: str) -> dict:
-    from . import bayes
+    from .bayes import priors
 
-    return {key: getattr(bayes, name)(**params) for key, (name, params) in
-            json.loads(text).items()}
+    allowed = {cls.__name__: cls for cls in vars(priors).values()
+               if isinstance(cls, type) and issubclass(cls, priors.Prior)
+               and cls is not priors.Prior}
+    out = {}
+    for key, (name, params) in json.loads(text).items():
+        if name not in allowed or not isinstance(params, dict):
+            raise ValueError(f"the file's prior {key!r} is {name!r}, not a bayeslmm prior")
+        out[key] = allowed[name](**{str(k): float(v) for k, v in params.items()})
+    return out
 
 
 def save(fit, path: str) -> str:
@@ -47,8 +56,9 @@ def save(fit, path: str) -> str:
             columns[col] = ("row", values.astype(str).to_numpy(dtype=object).astype("U"))
         elif pd.api.types.is_numeric_dtype(values) or values.dtype == bool:
             columns[col] = ("row", values.to_numpy())
-        else:
-            columns[col] = ("row", values.astype(str).to_numpy(dtype=object).astype("U"))
+        else:  # text, or object-dtype numbers: keep the level order the fit used
+            categories[col] = level_text(np.unique(values.to_numpy()))
+            columns[col] = ("row", np.asarray(level_text(values.to_numpy()), dtype="U"))
     data = xr.Dataset(columns, coords={"row": np.arange(len(frame))})
     idata = fit.idata.copy()
     if "constant_data" in idata.groups():
@@ -62,6 +72,7 @@ def save(fit, path: str) -> str:
         "categories": json.dumps(categories),
         "dtypes": json.dumps({c: str(frame[c].dtype) for c in frame.columns}),
         "elapsed": float(fit.elapsed),
+        "sampler": str(fit.sampler),
     })
     idata.to_netcdf(path)
     return path
@@ -94,4 +105,6 @@ def load(path: str):
     model = Model(attrs["formula"], frame, priors=_priors_from_json(attrs["priors"]),
                   centered=json.loads(attrs["centered"]))
     del idata.constant_data
-    return BayesFit(model, idata, float(attrs.get("elapsed", np.nan)))
+    fit = BayesFit(model, idata, float(attrs.get("elapsed", np.nan)))
+    fit.sampler = str(attrs.get("sampler", "full"))
+    return fit

@@ -5,28 +5,39 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .design import _simple_design
-from .spec import ModelSpec
+from .design import offset_values, prepare_for_formulae, simple_design
+from .spec import ModelSpec, level_text
 
-__all__ = ["row_labels", "new_data_design"]
+__all__ = ["row_labels", "new_data_design", "new_data_offset"]
 
 
 def row_labels(frame: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
-    """Per-row level labels, formatted exactly as ``design._grouping`` formats levels."""
+    """Per-row level text (values joined by ``:``), as ``design._grouping`` writes levels;
+    used to tell unseen levels apart (seen ones are found by value: ``GroupingKey``)."""
     parts = []
     for name in names:
         column = frame[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            text = column.astype(str).to_numpy()
-        elif pd.api.types.is_float_dtype(column) and np.all(column == np.round(column)):
-            text = column.astype(np.int64).astype(str).to_numpy()
-        else:
-            text = column.astype(str).to_numpy()
-        parts.append(np.asarray(text, dtype=object))
+        values = (column.astype(str) if isinstance(column.dtype, pd.CategoricalDtype)
+                  else column).to_numpy()
+        parts.append(np.asarray(level_text(values), dtype=object))
     out = parts[0]
     for part in parts[1:]:
         out = out + ":" + part
     return out.astype(str)
+
+
+def new_data_offset(spec: ModelSpec, newdata: pd.DataFrame) -> np.ndarray:
+    """The model's offset evaluated on new rows (zeros without one)."""
+    if not spec.offset_exprs:
+        return np.zeros(len(newdata))
+
+    missing = [c for c in spec.columns if c not in newdata and c != spec.response]
+    if missing:
+        raise ValueError(f"newdata lacks column(s) {missing} used by {spec.formula!r}")
+    values = offset_values(spec.offset_exprs, prepare_for_formulae(newdata), spec.formula)
+    if not np.isfinite(values).all():
+        raise ValueError("newdata has missing or non-finite values in the offset")
+    return values
 
 
 def new_data_design(spec: ModelSpec, newdata: pd.DataFrame, include_random: bool = True):
@@ -58,7 +69,7 @@ def new_data_design(spec: ModelSpec, newdata: pd.DataFrame, include_random: bool
         if missing:
             raise ValueError(f"newdata lacks grouping column(s) {missing} of {block.factor!r}")
         if block.design is None:
-            simple = _simple_design(block.expr, frame)
+            simple = simple_design(block.expr, frame)
             if simple is None:
                 raise ValueError(f"newdata lacks the columns of random term {block.expr!r}")
             columns = simple[0]
@@ -72,7 +83,6 @@ def new_data_design(spec: ModelSpec, newdata: pd.DataFrame, include_random: bool
             groups[block.factor] = (codes, np.column_stack([previous, columns]), labels)
             continue
         labels = row_labels(frame, block.group_columns)
-        index = {label: k for k, label in enumerate(block.levels)}
-        codes = np.array([index.get(label, -1) for label in labels], dtype=np.intp)
+        codes = block.grouping.codes_of(newdata)  # by value, as in fitting
         groups[block.factor] = (codes, columns, labels)
     return X, groups

@@ -19,7 +19,54 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["RandomBlock", "ModelSpec"]
+__all__ = ["GroupingKey", "RandomBlock", "ModelSpec", "level_text"]
+
+
+@dataclass
+class GroupingKey:
+    """How rows map to the levels of a grouping factor, by value (not by text).
+
+    ``parts[i]`` is a pandas Index of grouping column i's distinct values in code order
+    (category labels for a categorical), ``labels[i]`` their text, and ``present`` the
+    combined keys (``sum code_i * prod sizes after i``) of the levels, in level order.
+    """
+
+    columns: tuple[str, ...]
+    parts: list[pd.Index]
+    labels: list[list[str]]
+    present: np.ndarray
+
+    def codes_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """Level code of every row of ``frame`` (-1 for a level not seen in fitting)."""
+        combined = np.zeros(len(frame), dtype=np.int64)
+        unseen = np.zeros(len(frame), dtype=bool)
+        for name, index, labels in zip(self.columns, self.parts, self.labels, strict=True):
+            column = frame[name]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                column = column.astype(str).astype(object)
+            values = column.to_numpy()
+            codes = np.asarray(index.get_indexer(values), dtype=np.int64)
+            if (codes < 0).any():  # a value of another type: match its text (object ints
+                by_text = {text: k for k, text in enumerate(labels)}  # after save/load)
+                missing = np.flatnonzero(codes < 0)
+                codes[missing] = [by_text.get(_text_of(values[i]), -1) for i in missing]
+            unseen |= codes < 0
+            combined = combined * len(index) + np.maximum(codes, 0)
+        position = np.searchsorted(self.present, combined)
+        position = np.minimum(position, len(self.present) - 1)
+        found = (self.present[position] == combined) & ~unseen
+        return np.where(found, position, -1).astype(np.intp)
+
+
+def _text_of(value) -> str:
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def level_text(values: np.ndarray) -> list[str]:
+    """Text of a grouping column's distinct values: integral floats print as integers."""
+    return [_text_of(v) for v in values]
 
 
 @dataclass
@@ -47,6 +94,8 @@ class RandomBlock:
         The expression that produced ``columns`` (for new data).
     design : object or None
         formulae's design of ``expr`` (None when built by the plain-column fast path).
+    grouping : GroupingKey or None
+        The level values of each grouping column, to find new rows' levels by value.
     """
 
     factor: str
@@ -58,6 +107,7 @@ class RandomBlock:
     group_columns: tuple[str, ...] = ()
     expr: str = ""
     design: object | None = field(default=None, repr=False)
+    grouping: GroupingKey | None = field(default=None, repr=False)
 
     @property
     def n_levels(self) -> int:
@@ -122,6 +172,14 @@ class ModelSpec:
         formulae's ``CommonEffectsMatrix`` of the fixed part, for new data.
     columns : list of str
         Data columns the formula uses.
+    row_positions : ndarray of int
+        Positions (``iloc``) in the input DataFrame of the rows used (its index labels may
+        repeat).
+    offset : ndarray or None, shape (n,)
+        Known term with coefficient 1 (``offset(expr)``, lme4's meaning); ``y`` is the
+        response minus the offset, so every engine fits it without knowing.
+    offset_exprs : tuple of str
+        The offset expressions (for new data).
     """
 
     formula: str
@@ -135,6 +193,18 @@ class ModelSpec:
     dropped_columns: list[str] = field(default_factory=list)
     fixed_design: object | None = None
     columns: list[str] = field(default_factory=list)
+    row_positions: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    offset_exprs: tuple[str, ...] = ()
+
+    @property
+    def response_values(self) -> np.ndarray:
+        """The response as observed (``y`` plus the offset)."""
+        return self.y if self.offset is None else self.y + self.offset
+
+    @property
+    def offset_values(self) -> np.ndarray:
+        return np.zeros(self.n) if self.offset is None else self.offset
 
     @property
     def n(self) -> int:

@@ -60,7 +60,7 @@ class Model:
             raise TypeError(f"priors must be a dict, got {type(priors).__name__}")
         self.spec = build_spec(formula, data, missing=missing)
         self.user_priors = dict(priors or {})
-        self.data_used = data.loc[self.spec.row_index, self.spec.columns]
+        self.data_used = data.iloc[self.spec.row_positions][self.spec.columns]
         if not self.spec.blocks:
             raise ValueError(f"formula {formula!r} has no random-effects terms")
         self.groups = group_factors(self.spec)
@@ -332,6 +332,8 @@ class Model:
         for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
             if not isinstance(value, int | np.integer) or value < (0 if name == "tune" else 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if cores is not None and (not isinstance(cores, int | np.integer) or cores < 1):
+            raise ValueError(f"cores must be a positive integer (or None), got {cores!r}")
         started = time.perf_counter()
         rng = np.random.default_rng(random_seed)
         chosen = self.choose_sampler(sampler)
@@ -341,6 +343,11 @@ class Model:
                              f"when the kept blocks are 1 x 1; this fit uses the {chosen!r} "
                              "sampler (pass backend='pymc')")
         cores = cores if cores is not None else min(chains, os.cpu_count() or 1)
+        on_nutpie = backend != "pymc" and (chosen == "marginal" or (
+            chosen == "partial" and self._partial_on_nutpie()))
+        if on_nutpie and tune < 1:
+            raise ValueError("tune must be at least 1 with the nutpie backend (it adapts the "
+                             "step size while tuning); pass backend='pymc' for tune=0")
         if chosen == "marginal" and backend != "pymc":
             raw = sample_marginal(self, draws=draws, tune=tune, chains=chains, cores=cores,
                                   seed=random_seed, progressbar=progressbar, init=init,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..newdata import new_data_design
+from ..newdata import new_data_design, new_data_offset
 from .builder import cor_dims, cor_name, public_names
 from .diagnostics import rhat_and_ess
 
@@ -51,7 +51,7 @@ class BayesFit:
                      elapsed: float) -> BayesFit:
         names = public_names(model.spec)
         posterior = raw.posterior[names]
-        observed = xr.Dataset({"y": (("obs",), model.spec.y)},
+        observed = xr.Dataset({"y": (("obs",), model.spec.response_values)},
                               coords={"obs": np.arange(model.spec.n)})
         groups = {"posterior": posterior, "sample_stats": raw.sample_stats,
                   "observed_data": observed}
@@ -60,7 +60,7 @@ class BayesFit:
         if log_likelihood:
             mu = fit._mu_draws()
             sigma = posterior["sigma"].to_numpy()[..., None]
-            resid = (model.spec.y - mu) / sigma
+            resid = (model.spec.response_values - mu) / sigma
             loglik = -0.5 * resid**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
             ds = xr.Dataset({"y": (("chain", "draw", "obs"), loglik)},
                             coords={"chain": posterior.chain, "draw": posterior.draw,
@@ -89,8 +89,11 @@ class BayesFit:
         """mu for every draw: (chain, draw, rows).  ``random``: list of (factor, codes,
         columns) or None for the fitted rows."""
         spec = self.spec
+        fitted_rows = X is None
         X = spec.X if X is None else X
         mu = np.einsum("cdp,np->cdn", self._draws("b"), X) if spec.p else 0.0
+        if fitted_rows and spec.offset is not None:
+            mu = mu + spec.offset
         if random is None:
             random = [(g.factor, g.codes, g.columns) for g in self.model.groups]
         for factor, codes, columns in random:
@@ -134,7 +137,10 @@ class BayesFit:
                 f"{diag['divergences']} divergent transitions after tuning: increase "
                 "target_accept (e.g. 0.95 or 0.99), or try centered={factor: True} for "
                 "factors with many observations per level", UserWarning, stacklevel=level)
-        if diag["max_rhat"] > RHAT_MAX:
+        if self.posterior.sizes["chain"] < 2:
+            warnings.warn("one chain: R-hat cannot be computed (NaN) and non-convergence "
+                          "goes unnoticed; run chains=4", UserWarning, stacklevel=level)
+        elif diag["max_rhat"] > RHAT_MAX:
             warnings.warn(f"R-hat up to {diag['max_rhat']:.3f} (> {RHAT_MAX}): chains have not "
                           "mixed; draw more (tune= and draws=) or check the model",
                           UserWarning, stacklevel=level)
@@ -195,6 +201,7 @@ class BayesFit:
         X, blocks = new_data_design(self.spec, newdata, include_random)
         mu = np.einsum("cdp,np->cdn", self._draws("b"), X) if self.spec.p else 0.0
         mu = mu + np.zeros(self._draws("sigma").shape + (len(newdata),))
+        mu = mu + new_data_offset(self.spec, newdata)
         for group in self.model.groups if include_random else []:
             codes, columns, labels = blocks[group.factor]
             known = codes >= 0

@@ -167,7 +167,7 @@ class RemlFit:
 
     # -- fitted values -------------------------------------------------------------------
     def _fitted_array(self) -> np.ndarray:
-        value = self.spec.X @ self.beta
+        value = self.spec.X @ self.beta + self.spec.offset_values
         for block, b in zip(self.blocks, self.effects, strict=True):
             value = value + block.z_times(b)
         return value
@@ -180,7 +180,8 @@ class RemlFit:
     @property
     def residuals(self) -> pd.Series:
         """Response minus conditional fitted values."""
-        return pd.Series(self.spec.y - self._fitted_array(), index=self.spec.row_index,
+        return pd.Series(self.spec.response_values - self._fitted_array(),
+                         index=self.spec.row_index,
                          name="residual")
 
     # -- printing ------------------------------------------------------------------------
