@@ -372,7 +372,7 @@ def offset_values(exprs: tuple[str, ...], frame: pd.DataFrame, formula: str) -> 
         if _COLUMN.match(expr) and expr in frame:
             total += frame[expr].to_numpy(dtype=float)
             continue
-        columns, _names, _design = _design(f"0 + I({expr})", frame, formula)
+        columns = _design(f"0 + I({expr})", frame, formula)[0]
         total += columns[:, 0]
     return total
 

@@ -170,19 +170,22 @@ def test_c_callback_matches_its_pieces_called_directly():
     code = LOGP_CFUNC.ctypes(post.ndim, theta.ctypes.data_as(pointer),
                              grad.ctypes.data_as(pointer), logp.ctypes.data_as(pointer),
                              data.ctypes.data_as(ctypes.c_void_p))
-    q1, n_rest = post.q1, post.n_rest
-    w, chol, sd_rest = np.empty((q1, q1)), np.empty((q1, q1)), np.empty(n_rest)
-    sigma, lkj = entry(mp.transform.py_func)(theta, q1, post.n_cpc, post.eta, n_rest, w, chol,
-                                             sd_rest)
-    g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_rest)
+    q1 = post.q1
+    n_fac = int(sum(q * q for q in post.rest_q))
+    w, chol = np.empty((q1, q1)), np.empty((q1, q1))
+    w_rest, chol_rest = np.empty(n_fac), np.empty(n_fac)
+    sigma, lkj = entry(mp.transform.py_func)(theta, q1, post.n_cpc, post.eta, post.rest_meta,
+                                             post.rest_eta, w, chol, w_rest, chol_rest)
+    g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_fac)
     structure = post.structure
-    value, g_sigma = marginal_logp_grad(chol, sd_rest, sigma, *post._data, g_chol, g_rest,
+    value, g_sigma = marginal_logp_grad(chol, chol_rest, sigma, *post._data, g_chol, g_rest,
                                         np.empty(structure.r - 1),
                                         np.empty((structure.m1, q1)))
     ref_grad = np.zeros(post.ndim)
     value += lkj + entry(mp.add_priors.py_func)(theta, ref_grad, q1, post.n_cpc, post.eta, w,
-                                                g_chol, g_rest, g_sigma, post.family,
-                                                post.param_a, post.param_b)
+                                                g_chol, post.rest_meta, post.rest_eta, w_rest,
+                                                g_rest, g_sigma, post.family, post.param_a,
+                                                post.param_b)
     assert code == 0
     assert logp[0] == pytest.approx(value, rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-12)

@@ -14,7 +14,8 @@ The buffer (``pack``) is float64 with integer fields stored as int64 bit pattern
 
     header (HEADER words): size, q1, n_cpc, n_rest, p, m1, r, kernel address (int64);
                            eta, n_obs (float64)
-    body: A (m1 q1 q1), C (r m1 q1), CR (r r), rest_levels (int64), mu0, wprior,
+    body: A (m1 q1 q1), C (r m1 q1), CR (r r), rest (n_rest x 2 int64: levels, columns),
+          rest_meta (n_rest x 2 int64: columns, CPCs), rest_eta (n_rest), mu0, wprior,
           scale-prior family codes (int64), first and second parameters
 """
 
@@ -37,8 +38,8 @@ _DOUBLES = types.CPointer(types.double)
 # nutpie's: logp(dim, theta, grad_out, logp_out, user_data) and expand(...)
 LOGP_SIG = types.int64(types.uint64, _DOUBLES, _DOUBLES, _DOUBLES, types.voidptr)
 EXPAND_SIG = types.int64(types.uint64, types.uint64, _DOUBLES, _DOUBLES, types.voidptr)
-# marginal_kernel.marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, A, C, CR, rest_levels,
-#     mu0, wprior, chol_first, sd_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out)
+# marginal_kernel.marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, A, C, CR, rest,
+#     mu0, wprior, chol_first, chol_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out)
 KERNEL_SIG = types.int64(*[types.int64] * 5, types.double, *[_DOUBLES] * 3,
                          types.CPointer(types.int64), *[_DOUBLES] * 4, types.double,
                          *[_DOUBLES] * 5)
@@ -47,11 +48,12 @@ KERNEL_SIG = types.int64(*[types.int64] * 5, types.double, *[_DOUBLES] * 3,
 def pack(post, kernel_address: int) -> np.ndarray:
     """The buffer both callbacks read, for a ``MarginalPosterior`` and the address of the
     compiled kernel callback."""
-    cross_first, cross, cross_rest, rest_levels, mu0, wprior, n_obs = post._data
+    cross_first, cross, cross_rest, rest, mu0, wprior, n_obs = post._data
     m1, q1 = cross_first.shape[0], cross_first.shape[1]
     r, p = cross_rest.shape[0], len(mu0)
-    parts = [cross_first.ravel(), cross.ravel(), cross_rest.ravel(), rest_levels, mu0, wprior,
-             post.family, post.param_a, post.param_b]
+    parts = [cross_first.ravel(), cross.ravel(), cross_rest.ravel(), rest.ravel(),
+             post.rest_meta.ravel(), post.rest_eta, mu0, wprior, post.family, post.param_a,
+             post.param_b]
     size = HEADER + sum(part.size for part in parts)
     buf = np.zeros(size)
     ints = buf.view(np.int64)
@@ -68,7 +70,7 @@ def pack(post, kernel_address: int) -> np.ndarray:
 @internal
 def unpack(data_ptr):  # pragma: no cover - jit
     """Views of the buffer ``pack`` wrote: (q1, n_cpc, n_rest, kernel address, eta, n_obs,
-    A, C, CR, rest_levels, mu0, wprior, family, pa, pb)."""
+    A, C, CR, rest, rest_meta, rest_eta, mu0, wprior, family, pa, pb)."""
     size = carray(data_ptr, (1,), np.int64)[0]
     buf = carray(data_ptr, (size,), np.float64)
     ints = carray(data_ptr, (size,), np.int64)
@@ -82,16 +84,22 @@ def unpack(data_ptr):  # pragma: no cover - jit
     at += r * m1 * q1
     cr = buf[at:at + r * r].reshape((r, r))
     at += r * r
-    rest_levels = ints[at:at + n_rest]
+    rest = ints[at:at + 2 * n_rest].reshape((n_rest, 2))
+    at += 2 * n_rest
+    rest_meta = ints[at:at + 2 * n_rest].reshape((n_rest, 2))
+    at += 2 * n_rest
+    rest_eta = buf[at:at + n_rest]
     at += n_rest
     mu0 = buf[at:at + p]
     wprior = buf[at + p:at + 2 * p]
     at += 2 * p
-    n_scale = q1 + n_rest + 1
+    n_scale = q1 + 1
+    for k in range(n_rest):
+        n_scale += rest[k, 1]
     family = ints[at:at + n_scale]
     pa = buf[at + n_scale:at + 2 * n_scale]
     pb = buf[at + 2 * n_scale:at + 3 * n_scale]
-    return (q1, ncpc, n_rest, kernel, eta, n_obs, a, c, cr, rest_levels, mu0, wprior,
+    return (q1, ncpc, kernel, eta, n_obs, a, c, cr, rest, rest_meta, rest_eta, mu0, wprior,
             family, pa, pb)
 
 
@@ -137,12 +145,12 @@ call_kernel = address_caller(KERNEL_SIG)
 
 
 @internal
-def kernel_logp_grad(kernel, chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, wprior,
+def kernel_logp_grad(kernel, chol_first, chol_rest, sigma, A, C, CR, rest, mu0, wprior,
                      n_obs, g_chol, g_rest, modes_x, modes_b1):  # pragma: no cover - jit
     """The kernel callback at address ``kernel`` on arrays, its dimensions read from their
     shapes: fills the gradient and mode arrays, returns (value, d value / d sigma)."""
     out = np.empty(2)
     call_kernel(kernel, (A.shape[0], A.shape[1], CR.shape[0], mu0.shape[0],
-                         rest_levels.shape[0], n_obs, A, C, CR, rest_levels, mu0, wprior,
-                         chol_first, sd_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out))
+                         rest.shape[0], n_obs, A, C, CR, rest, mu0, wprior,
+                         chol_first, chol_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out))
     return out[0], out[1]

@@ -42,16 +42,19 @@ def kernel_callback():
     return cfunc(KERNEL_SIG, cache=True, error_model="numpy")(marginal_logp_grad_c)
 
 
-def marginal_logp_grad(chol_first, sd_rest, sigma, A, C, CR, rest_levels, mu0, wprior, n_obs,
+def marginal_logp_grad(chol_first, chol_rest, sigma, A, C, CR, rest, mu0, wprior, n_obs,
                        g_chol, g_rest, modes_x, modes_b1) -> tuple[float, float]:
     """The kernel called from Python (ctypes) on C-contiguous arrays: fills the gradient and
-    mode arrays and returns (value, d value / d sigma); see ``marginal_logp_grad_c``."""
+    mode arrays and returns (value, d value / d sigma); see ``marginal_logp_grad_c``.
+    ``rest`` is (n_rest, 2) [levels, columns]; ``chol_rest``/``g_rest`` pack the other
+    blocks' factors row-major (their SDs when every block is 1 x 1)."""
     out = np.empty(2)
-    arrays = [A, C, CR, rest_levels, mu0, wprior, chol_first, sd_rest]
+    rest = np.ascontiguousarray(np.asarray(rest, dtype=np.int64).reshape(-1, 2))
+    arrays = [A, C, CR, rest, mu0, wprior, chol_first, chol_rest]
     pointers = [_pointer(a) for a in arrays]
     outputs = [_pointer(a) for a in (g_chol, g_rest, modes_x, modes_b1, out)]
     m1, q1 = A.shape[0], A.shape[1]
-    kernel_callback().ctypes(m1, q1, CR.shape[0], len(mu0), len(rest_levels), float(n_obs),
+    kernel_callback().ctypes(m1, q1, CR.shape[0], len(mu0), rest.shape[0], float(n_obs),
                              *pointers, float(sigma), *outputs)
     return float(out[0]), float(out[1])
 

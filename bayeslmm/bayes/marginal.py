@@ -19,9 +19,13 @@ n.  NUTS then walks only the SDs, correlations and sigma (4 dimensions for sleep
 ``(Days | Subject)``); beta and b are drawn afterwards, for every posterior draw, from their
 exact Gaussian conditional (``conditional_draws``).  The posterior is the full model's.
 
-Eligible models (``MarginalStructure.eligible``): every random block after the first is 1 x 1
-(crossed/nested intercepts) and the rest dimension r is small enough for a dense r x r
-Cholesky per gradient (``MAX_REST``).  InstEval's r = 1,159 is not: see docs/design.md.
+Eligible models (``MarginalStructure.eligible``): any block shapes, as long as the rest
+dimension r (the other blocks' effects, X and y) is small enough for a dense r x r Cholesky
+per gradient (``MAX_REST``): crossed intercepts, and maximal crossed designs like kb07's
+(4 x 4 G on subjects and on items: r = 133).  InstEval's r = 1,159 is not: see
+docs/design.md.  The other blocks enter through Lt = blockdiag_k(I_{m_k} (x) lambda_k,
+I_{p+1}) on both sides of the rest rows' Schur complement; a 1 x 1 block's lambda is its
+SD / sigma.
 """
 
 from __future__ import annotations
@@ -48,11 +52,14 @@ class MarginalStructure:
         first, rest = self.blocks[0], self.blocks[1:]
         self.m1, self.q1 = first.n_levels, first.q
         self.rest_levels = [b.n_levels for b in rest]
-        self.rz = sum(self.rest_levels)
+        self.rest_q = [b.q for b in rest]
+        self.rest = np.array([[b.n_levels, b.q] for b in rest], dtype=np.int64).reshape(-1, 2)
+        self.rz = sum(b.n_effects for b in rest)
         self.n, self.p = spec.n, spec.p
         self.r = self.rz + self.p + 1
-        self.eligible = (all(b.q == 1 for b in rest) and self.r <= MAX_REST
-                         and self.r * self.m1 * self.q1 <= MAX_CROSS)
+        self.eligible = self.r <= MAX_REST and self.r * self.m1 * self.q1 <= MAX_CROSS
+        # the PyTensor graph (``logp``, PyMC's NUTS) handles 1 x 1 rest blocks only
+        self.graph_eligible = self.eligible and all(q == 1 for q in self.rest_q)
         # fixed effects for centered predictors: intercept at the column means
         names = spec.x_names
         self.intercept = names.index("Intercept") if "Intercept" in names else None
@@ -91,6 +98,23 @@ class MarginalStructure:
             offset += levels
         expand[offset:, k] = 1.0
         return expand
+
+    def rest_factors(self, rest, sigma: float) -> list[np.ndarray]:
+        """lambda_k = L_k / sigma of every rest block from ``rest``: an array of SDs (when
+        every rest block is 1 x 1) or a list of Cholesky factors."""
+        rest = list(np.asarray(rest, dtype=float)) if isinstance(rest, np.ndarray) else rest
+        return [np.atleast_2d(np.asarray(f, dtype=float)) / sigma for f in rest]
+
+    def rest_transform(self, lams: list[np.ndarray]) -> np.ndarray:
+        """Lt = blockdiag_k(I_{m_k} (x) lambda_k, I_{p+1}) as a dense r x r matrix."""
+        lt = np.eye(self.r)
+        at = 0
+        for levels, lam in zip(self.rest_levels, lams, strict=True):
+            q = lam.shape[0]
+            for _ in range(levels):
+                lt[at:at + q, at:at + q] = lam
+                at += q
+        return lt
 
     @cached_property
     def _identity_rest(self) -> np.ndarray:
@@ -182,11 +206,12 @@ class MarginalStructure:
         return w.dimshuffle(0, 2, 1), logdet
 
     # -- log density and its gradient in numpy (for the custom Op) ----------------------
-    def logp_and_grad(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: float,
+    def logp_and_grad(self, chol_first: np.ndarray, sd_rest, sigma: float,
                       mu0: np.ndarray, inv_scale: np.ndarray, cross: np.ndarray | None = None,
                       cross_rest: np.ndarray | None = None, modes: bool = False):
         """log p(y | G, sigma) (same constant as ``logp``) and its gradient with respect to
-        the first block's Cholesky factor (lower triangle), the other blocks' SDs and sigma.
+        the first block's Cholesky factor (lower triangle), the other blocks' factors (SDs
+        when ``sd_rest`` is an array of SDs, else a list of lower triangles) and sigma.
 
         With Lambda = L / sigma, M = Lambda'A Lambda + I + sigma^2 P0 (all of the system
         but y), H = M^-1 and u, beta, e the conditional modes and residuals:
@@ -203,15 +228,16 @@ class MarginalStructure:
         cross_rest = self.cross_rest if cross_rest is None else cross_rest
         cross_2d = cross.reshape(r, -1)
         lam1 = chol_first / sigma
-        lam_rest = np.asarray(sd_rest, dtype=float) / sigma
+        as_sds = isinstance(sd_rest, np.ndarray)
+        lams = self.rest_factors(sd_rest, sigma)
+        lt = self.rest_transform(lams)
         a = self.cross_first
         m = lam1.T @ a @ lam1
         m[:, self._diag_q, self._diag_q] += 1.0
         m_inv, logdet1 = _inverse_and_logdet(m)
         weights = lam1 @ m_inv @ lam1.T
         cwc = _times_blocks(cross, weights).reshape(r, -1) @ cross_2d.T
-        scale = self._rest_expand @ np.append(lam_rest, 1.0)
-        schur = (cross_rest - cwc) * np.outer(scale, scale)
+        schur = lt.T @ (cross_rest - cwc) @ lt
         schur += self._identity_rest + sigma**2 * self._prior_cross(mu0, inv_scale)
         chol = np.linalg.cholesky(schur)
         d = np.diagonal(chol)
@@ -224,7 +250,7 @@ class MarginalStructure:
         inv_la = np.linalg.inv(la)
         x_rest = inv_la.T @ chol[-1, :-1]
         u_rest, beta = x_rest[:rz], x_rest[rz:]
-        b_rest = u_rest * scale[:rz]
+        b_rest = lt[:rz, :rz] @ u_rest
         w = np.concatenate([-b_rest, -beta, [1.0]])
         v = (w @ cross_2d).reshape(self.m1, q1)                     # Z1'(y - X beta - Zr br)
         u1 = (m_inv @ (v @ lam1)[:, :, None])[:, :, 0]               # M_j^-1 lam1' v_j
@@ -232,30 +258,39 @@ class MarginalStructure:
         z1e = v - (a @ b1[:, :, None])[:, :, 0]                      # Z1'e per level
         # diagonal blocks of H = M^-1: rest from S_A^-1, first block from the Schur terms
         h_rest = inv_la.T @ inv_la
-        y = _times_blocks((cross[:-1] * scale[:-1, None, None]) @ lam1, m_inv)
+        cross_s = (lt.T @ cross_2d).reshape(r, self.m1, q1)
+        y = _times_blocks(cross_s[:-1] @ lam1, m_inv)
         y = (inv_la @ y.reshape(r - 1, -1)).reshape(-1, q1)          # rows (r, j), cols c
         h_first_sum = m_inv.sum(axis=0) + y.T @ y
         g_lam1 = np.tril(-np.linalg.solve(lam1.T, self.m1 * np.eye(q1) - h_first_sum)
                          + (z1e.T @ u1) / sigma**2)
-        g_rest = np.zeros(len(self.rest_levels))
+        g_rest = []
+        grad_dot = (g_lam1 * lam1).sum()
         if rz:
             zre = cross_rest[:rz] @ w - cross_2d[:rz] @ b1.ravel()  # Zr'e
-            h_diag = np.diagonal(h_rest)[:rz]
             offset = 0
-            for k, levels in enumerate(self.rest_levels):
-                sl = slice(offset, offset + levels)
-                g_rest[k] = (-(levels - h_diag[sl].sum()) / lam_rest[k]
-                             + (u_rest[sl] @ zre[sl]) / sigma**2)
-                offset += levels
+            for levels, lam in zip(self.rest_levels, lams, strict=True):
+                q = lam.shape[0]
+                sl = slice(offset, offset + levels * q)
+                h_blocks = h_rest[sl, sl].reshape(levels, q, levels, q)
+                h_sum = np.einsum("jajb->ab", h_blocks)
+                e_sum = zre[sl].reshape(levels, q).T @ u_rest[sl].reshape(levels, q)
+                g = np.tril(-np.linalg.solve(lam.T, levels * np.eye(q) - h_sum)
+                            + e_sum / sigma**2)
+                g_rest.append(g)
+                grad_dot += (g * lam).sum()
+                offset += levels * q
         w_prior = inv_scale**2
         h_x = np.diagonal(h_rest)[rz:]
         g_sigma = (-dof / sigma - sigma * (w_prior * h_x).sum()
                    - (w_prior * (mu0 - beta) ** 2).sum() / sigma + pwrss / sigma**3)
         # chain rule to (L = sigma Lambda, sd = sigma lambda, sigma)
-        g_sigma -= ((g_lam1 * lam1).sum() + (g_rest * lam_rest).sum()) / sigma
+        g_sigma -= grad_dot / sigma
+        g_rest = ([g / sigma for g in g_rest] if not as_sds else
+                  np.array([g[0, 0] / sigma for g in g_rest]))
         if modes:
-            return value, g_lam1 / sigma, g_rest / sigma, g_sigma, beta, b1
-        return value, g_lam1 / sigma, g_rest / sigma, g_sigma
+            return value, g_lam1 / sigma, g_rest, g_sigma, beta, b1
+        return value, g_lam1 / sigma, g_rest, g_sigma
 
     # -- exact conditional draws (numpy) -------------------------------------------------
     def conditional_draws(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: np.ndarray,
@@ -266,7 +301,8 @@ class MarginalStructure:
         Parameters
         ----------
         chol_first : (D, q1, q1) Cholesky factors of the first block's G per draw
-        sd_rest : (D, K - 1) SDs of the other blocks per draw
+        sd_rest : (D, K - 1) SDs of the other blocks per draw (all 1 x 1), or a list of
+            (D, q_k, q_k) Cholesky factors, one per other block
         sigma : (D,)
         adjusted_y : callable, optional
             ``adjusted_y(slice)`` -> (d, n) responses per draw (the partial sampler's y minus
@@ -278,12 +314,17 @@ class MarginalStructure:
         effects : list of (D, m_k, q_k) per block, in ``self.blocks`` order
         """
         out_beta, out_eff = [], []
-        chunk = int(max(1, min(500, 2e7 // (self.r * self.m1 * self.q1), 5e6 // self.n)))
+        if isinstance(sd_rest, np.ndarray):
+            rest = [sd_rest[:, k, None, None] for k in range(sd_rest.shape[1])]
+        else:
+            rest = [np.asarray(f, dtype=float) for f in sd_rest]
+        chunk = int(max(1, min(500, 2e7 // (self.r * self.m1 * self.q1), 5e6 // self.n,
+                               4e6 // (self.r * self.r))))
         for start in range(0, sigma.shape[0], chunk):
             sl = slice(start, start + chunk)
             stats = None if adjusted_y is None else self.statistics_of(adjusted_y(sl))
-            beta, effects = self._draw_chunk(chol_first[sl], sd_rest[sl], sigma[sl], mu0,
-                                             inv_scale, rng, stats)
+            beta, effects = self._draw_chunk(chol_first[sl], [f[sl] for f in rest], sigma[sl],
+                                             mu0, inv_scale, rng, stats)
             out_beta.append(beta)
             out_eff.append(effects)
         beta = np.concatenate(out_beta)
@@ -310,7 +351,7 @@ class MarginalStructure:
     def _xc(self) -> np.ndarray:
         return self.spec.X - self.center
 
-    def _draw_chunk(self, chol_first, sd_rest, sigma, mu0, inv_scale, rng, stats=None):
+    def _draw_chunk(self, chol_first, rest, sigma, mu0, inv_scale, rng, stats=None):
         n_draws = sigma.shape[0]
         q1, r, rz, p = self.q1, self.r, self.rz, self.p
         if stats is None:
@@ -328,12 +369,15 @@ class MarginalStructure:
         cw = np.einsum("Drja,Djab->Drjb", cross, weights, optimize=True)
         cwc = np.einsum("Drjb,Dsjb->Drs", cw, cross, optimize=True)
         schur = cross_rest - cwc
-        scale = np.ones((n_draws, r))
+        lams = [f / sigma[:, None, None] for f in rest]
+        lt = np.broadcast_to(np.eye(r), (n_draws, r, r)).copy()  # blockdiag(I (x) lam_k, I)
         offset = 0
-        for k, levels in enumerate(self.rest_levels):
-            scale[:, offset:offset + levels] = (sd_rest[:, k] / sigma)[:, None]
-            offset += levels
-        schur *= scale[:, :, None] * scale[:, None, :]
+        for levels, lam in zip(self.rest_levels, lams, strict=True):
+            q = lam.shape[-1]
+            for _ in range(levels):
+                lt[:, offset:offset + q, offset:offset + q] = lam
+                offset += q
+        schur = np.swapaxes(lt, 1, 2) @ schur @ lt
         idx = np.arange(rz)
         schur[:, idx, idx] += 1.0
         prior_w = sigma[:, None] ** 2 * inv_scale[None, :] ** 2
@@ -347,7 +391,7 @@ class MarginalStructure:
         rhs = chol[:, -1, :-1] + sigma[:, None] * rng.standard_normal((n_draws, r - 1))
         x_rest = np.linalg.solve(upper, rhs[:, :, None])[:, :, 0]   # mean + sigma L^-T z
         u_rest, beta_c = x_rest[:, :rz], x_rest[:, rz:]
-        b_rest = u_rest * scale[:, :rz] if rz else u_rest
+        b_rest = (lt[:, :rz, :rz] @ u_rest[:, :, None])[:, :, 0] if rz else u_rest
         w = np.concatenate([-b_rest, -beta_c, np.ones((n_draws, 1))], axis=1)
         v = np.einsum("Drja,Dr->Dja", cross, w, optimize=True)      # Z1'(y - X b - Zr br)
         rhs1 = np.einsum("Dja,Dab->Djb", v, lam1)                  # lam1' v_j
@@ -358,9 +402,9 @@ class MarginalStructure:
         b1 = np.einsum("Dab,Djb->Dja", lam1, u1)
         effects = [b1]
         offset = 0
-        for levels in self.rest_levels:
-            effects.append(b_rest[:, offset:offset + levels, None])
-            offset += levels
+        for levels, q in zip(self.rest_levels, self.rest_q, strict=True):
+            effects.append(b_rest[:, offset:offset + levels * q].reshape(n_draws, levels, q))
+            offset += levels * q
         beta = beta_c.copy()
         if self.intercept is not None:
             beta[:, self.intercept] -= beta_c @ self.center

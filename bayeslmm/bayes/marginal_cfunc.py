@@ -23,29 +23,34 @@ __all__ = ["LOGP_CFUNC", "EXPAND_CFUNC"]
 
 @cfunc(LOGP_SIG, cache=True, error_model="numpy")
 def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - jit
-    (q1, ncpc, n_rest, kernel, eta, n_obs, a, c, cr, rest_levels, mu0, wprior, family, pa,
-     pb) = unpack(data_ptr)
+    (q1, ncpc, kernel, eta, n_obs, a, c, cr, rest, rest_meta, rest_eta, mu0, wprior, family,
+     pa, pb) = unpack(data_ptr)
     m1, r = a.shape[0], cr.shape[0]
+    n_fac = 0
+    for k in range(rest.shape[0]):
+        n_fac += rest[k, 1] * rest[k, 1]
     theta = carray(x_ptr, (dim,))
     grad = carray(grad_ptr, (dim,))
     logp = carray(logp_ptr, (1,))
     w = np.empty((q1, q1))
     chol = np.empty((q1, q1))
-    sd_rest = np.empty(n_rest)
-    sigma, lkj = transform(theta, q1, ncpc, eta, n_rest, w, chol, sd_rest)
+    w_rest = np.empty(n_fac)
+    chol_rest = np.empty(n_fac)
+    sigma, lkj = transform(theta, q1, ncpc, eta, rest_meta, rest_eta, w, chol, w_rest,
+                           chol_rest)
     g_chol = np.zeros((q1, q1))
-    g_rest = np.zeros(n_rest)
+    g_rest = np.zeros(n_fac)
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
-    value, g_sigma = kernel_logp_grad(kernel, chol, sd_rest, sigma, a, c, cr, rest_levels, mu0,
+    value, g_sigma = kernel_logp_grad(kernel, chol, chol_rest, sigma, a, c, cr, rest, mu0,
                                       wprior, n_obs, g_chol, g_rest, modes_x, modes_b1)
     for i in range(dim):
         grad[i] = 0.0
     if not np.isfinite(value):
         logp[0] = -np.inf
         return 4
-    value += lkj + add_priors(theta, grad, q1, ncpc, eta, w, g_chol, g_rest, g_sigma, family,
-                              pa, pb)
+    value += lkj + add_priors(theta, grad, q1, ncpc, eta, w, g_chol, rest_meta, rest_eta,
+                              w_rest, g_rest, g_sigma, family, pa, pb)
     logp[0] = finite_or_reject(value, grad)
     return 0 if np.isfinite(logp[0]) else 4
 

@@ -1,7 +1,7 @@
 """log p(theta | y) of the marginal sampler on the unconstrained scale, in numba.
 
 theta = [log sd of the first block (q1), its CPCs (q1 (q1 - 1) / 2 when correlated),
-         log sd of each other (1 x 1) block, log sigma]
+         for each other block: log sd (q_k), its CPCs; log sigma]
 
 The likelihood is ``marginal_kernel.marginal_logp_grad`` (b and beta integrated out); the
 priors and transforms are ``unconstrained.py``'s.  ``MarginalPosterior`` packs the arrays
@@ -31,14 +31,14 @@ __all__ = ["CovarianceLayout", "MarginalPosterior"]
 
 
 class CovarianceLayout:
-    """theta's covariance part: [log sd of the first block (q1), its CPCs (when correlated),
-    log sd of each other (1 x 1) block, log sigma], with the priors of those parameters.
+    """theta's covariance part: for the first block and then each other block, [log sd
+    (q_k), its CPCs (when correlated)], and last log sigma; with the priors of those
+    parameters.  With 1 x 1 other blocks this is [log sd_1, CPCs_1, log sd_2, ..., log sigma].
 
     Parameters
     ----------
     first : RandomBlock
     others : list of RandomBlock
-        1 x 1 blocks.
     priors : ResolvedPriors
     """
 
@@ -47,15 +47,48 @@ class CovarianceLayout:
         self.n_cpc = n_cpc(first.q, first.correlated)
         self.eta = float(priors.cor[first.factor].eta) if self.n_cpc else 1.0
         scale_priors = [priors.sd[first.factor][t] for t in first.terms]
-        scale_priors += [priors.sd[b.factor][b.terms[0]] for b in others]
+        for b in others:
+            scale_priors += [priors.sd[b.factor][t] for t in b.terms]
         scale_priors.append(priors.sigma)
         self.family, self.param_a, self.param_b = scale_prior_arrays(scale_priors)
         self.n_rest = len(others)
-        self.ndim = self.q1 + self.n_cpc + self.n_rest + 1
+        self.rest_q = [b.q for b in others]
+        self.rest_ncpc = np.array([n_cpc(b.q, b.correlated) for b in others], dtype=np.int64)
+        self.rest_eta = np.array([float(priors.cor[b.factor].eta) if n_cpc(b.q, b.correlated)
+                                  else 1.0 for b in others])
+        self.rest_meta = np.array([[b.q, n_cpc(b.q, b.correlated)] for b in others],
+                                  dtype=np.int64).reshape(-1, 2)
+        self.n_rest_sd = int(sum(self.rest_q))
+        self.ndim = self.q1 + self.n_cpc + self.n_rest_sd + int(self.rest_ncpc.sum()) + 1
+
+    def _rest_slices(self):
+        """(sd slice, cpc slice) of theta for each other block."""
+        at = self.q1 + self.n_cpc
+        out = []
+        for q, ncpc in zip(self.rest_q, self.rest_ncpc, strict=True):
+            out.append((slice(at, at + q), slice(at + q, at + q + int(ncpc))))
+            at += q + int(ncpc)
+        return out
+
+    def constrain_blocks(self, theta: np.ndarray):
+        """([(sd (D, q_k), correlation factor (D, q_k, q_k))] for the first and then every
+        other block, sigma (D,)) for draws ``theta`` (D, ndim)."""
+        theta = np.ascontiguousarray(theta, dtype=float).reshape(-1, self.ndim)
+        sd_first, corr_first, _, sigma = self.constrain(theta)
+        out = [(sd_first, corr_first)]
+        for (sd_sl, cpc_sl), q, eta in zip(self._rest_slices(), self.rest_q, self.rest_eta,
+                                          strict=True):
+            if cpc_sl.stop > cpc_sl.start:
+                corr = np.empty((len(theta), q, q))
+                corr_cholesky_draws(np.ascontiguousarray(theta[:, cpc_sl]), q, eta, corr)
+            else:
+                corr = np.broadcast_to(np.eye(q), (len(theta), q, q)).copy()
+            out.append((np.exp(theta[:, sd_sl]), corr))
+        return out, sigma
 
     def constrain(self, theta: np.ndarray):
-        """(sd_first (D, q1), corr_chol_first (D, q1, q1), sd_rest (D, K-1), sigma (D,))
-        for draws ``theta`` (D, ndim)."""
+        """(sd_first (D, q1), corr_chol_first (D, q1, q1), the other blocks' SDs (D, sum
+        q_k), sigma (D,)) for draws ``theta`` (D, ndim)."""
         theta = np.ascontiguousarray(theta, dtype=float).reshape(-1, self.ndim)
         q1, k = self.q1, self.q1 + self.n_cpc
         sd_first = np.exp(theta[:, :q1])
@@ -64,26 +97,42 @@ class CovarianceLayout:
             corr_cholesky_draws(np.ascontiguousarray(theta[:, q1:k]), q1, self.eta, corr_chol)
         else:
             corr_chol = np.broadcast_to(np.eye(q1), (len(theta), q1, q1)).copy()
-        return sd_first, corr_chol, np.exp(theta[:, k:k + self.n_rest]), np.exp(theta[:, -1])
+        sd_idx = np.concatenate([np.arange(sl.start, sl.stop) for sl, _ in self._rest_slices()]
+                                ) if self.n_rest else np.zeros(0, dtype=int)
+        return sd_first, corr_chol, np.exp(theta[:, sd_idx]), np.exp(theta[:, -1])
 
     def unconstrain(self, sd_first: np.ndarray, corr: np.ndarray, sd_rest: np.ndarray,
-                    sigma: float) -> np.ndarray:
-        """theta of the given SDs, correlation matrix of the first block and sigma."""
+                    sigma: float, rest_corr: list[np.ndarray] | None = None) -> np.ndarray:
+        """theta of the given SDs and correlation matrices (the first block's; the others'
+        in ``rest_corr``, identity when None) and sigma; ``sd_rest`` holds the other blocks'
+        SDs one after the other."""
         theta = np.empty(self.ndim)
         theta[:self.q1] = np.log(sd_first)
         if self.n_cpc:
-            w = np.linalg.cholesky(corr)
-            idx = self.q1
-            for i in range(1, self.q1):
-                remaining = 1.0
-                for j in range(i):
-                    z = w[i, j] / math.sqrt(remaining)
-                    theta[idx] = math.atanh(np.clip(z, -0.999, 0.999))
-                    remaining -= w[i, j] ** 2
-                    idx += 1
-        theta[self.q1 + self.n_cpc:-1] = np.log(sd_rest)
+            theta[self.q1:self.q1 + self.n_cpc] = _cpc_of(corr)
+        at = 0
+        for k, ((sd_sl, cpc_sl), q) in enumerate(zip(self._rest_slices(), self.rest_q,
+                                                     strict=True)):
+            theta[sd_sl] = np.log(np.asarray(sd_rest, dtype=float)[at:at + q])
+            at += q
+            if cpc_sl.stop > cpc_sl.start:
+                theta[cpc_sl] = _cpc_of(np.eye(q) if rest_corr is None else rest_corr[k])
         theta[-1] = math.log(sigma)
         return theta
+
+
+def _cpc_of(corr: np.ndarray) -> np.ndarray:
+    """Unconstrained CPCs (atanh) of a correlation matrix (row-major strict lower)."""
+    w = np.linalg.cholesky(corr)
+    q = w.shape[0]
+    out = []
+    for i in range(1, q):
+        remaining = 1.0
+        for j in range(i):
+            z = w[i, j] / math.sqrt(remaining)
+            out.append(math.atanh(np.clip(z, -0.999, 0.999)))
+            remaining -= w[i, j] ** 2
+    return np.array(out)
 
 
 class MarginalPosterior(CovarianceLayout):
@@ -105,7 +154,7 @@ class MarginalPosterior(CovarianceLayout):
         self._data = (
             np.ascontiguousarray(structure.cross_first), np.ascontiguousarray(structure.cross),
             np.ascontiguousarray(structure.cross_rest),
-            np.asarray(structure.rest_levels, dtype=np.int64),
+            np.ascontiguousarray(structure.rest, dtype=np.int64),
             np.asarray(mu0, dtype=float), np.asarray(inv_scale, dtype=float) ** 2,
             float(structure.n))
         self._packed: np.ndarray | None = None
@@ -145,9 +194,11 @@ def scale_term(u, family, a, b, g_sd):  # pragma: no cover - jit
 
 
 @internal
-def transform(theta, q1, ncpc, eta, n_rest, w, chol, sd_rest):  # pragma: no cover - jit
-    """theta -> the first block's correlation factor ``w`` and Cholesky factor ``chol`` and
-    the other SDs ``sd_rest``; returns (sigma, LKJ log density with its Jacobian)."""
+def transform(theta, q1, ncpc, eta, rest_meta, rest_eta, w, chol, w_rest, chol_rest
+              ):  # pragma: no cover - jit
+    """theta -> the first block's correlation factor ``w`` and Cholesky factor ``chol``, and
+    the other blocks' ones packed row-major in ``w_rest`` and ``chol_rest`` (a 1 x 1
+    block's is its SD); returns (sigma, LKJ log densities with their Jacobians)."""
     lkj = 0.0
     if ncpc > 0:
         lkj = corr_cholesky(theta[q1:q1 + ncpc], q1, eta, w)
@@ -159,18 +210,33 @@ def transform(theta, q1, ncpc, eta, n_rest, w, chol, sd_rest):  # pragma: no cov
         sd = math.exp(theta[i])
         for j in range(q1):
             chol[i, j] = sd * w[i, j]
-    for k in range(n_rest):
-        sd_rest[k] = math.exp(theta[q1 + ncpc + k])
+    at = q1 + ncpc
+    base = 0
+    for k in range(rest_meta.shape[0]):
+        qk, nk = rest_meta[k, 0], rest_meta[k, 1]
+        wk = w_rest[base:base + qk * qk].reshape((qk, qk))
+        if nk > 0:
+            lkj += corr_cholesky(theta[at + qk:at + qk + nk], qk, rest_eta[k], wk)
+        else:
+            for i in range(qk):
+                for j in range(qk):
+                    wk[i, j] = 1.0 if i == j else 0.0
+        for i in range(qk):
+            sd = math.exp(theta[at + i])
+            for j in range(qk):
+                chol_rest[base + i * qk + j] = sd * wk[i, j]
+        at += qk + nk
+        base += qk * qk
     return math.exp(theta[theta.shape[0] - 1]), lkj
 
 
 @internal
-def add_priors(theta, grad, q1, ncpc, eta, w, g_chol, g_rest, g_sigma, family, pa, pb
-               ):  # pragma: no cover - jit
-    """Given the likelihood's gradient in (chol, sd_rest, sigma), fill ``grad`` (in theta)
-    and return the log prior density with the Jacobians (LKJ excluded: ``transform``)."""
+def add_priors(theta, grad, q1, ncpc, eta, w, g_chol, rest_meta, rest_eta, w_rest, g_rest,
+               g_sigma, family, pa, pb):  # pragma: no cover - jit
+    """Given the likelihood's gradient in (chol, the packed rest factors, sigma), fill
+    ``grad`` (in theta) and return the log prior density with the Jacobians (LKJ
+    excluded: ``transform``)."""
     ndim = theta.shape[0]
-    n_rest = g_rest.shape[0]
     sd = np.empty(q1)
     for i in range(q1):
         sd[i] = math.exp(theta[i])
@@ -184,12 +250,30 @@ def add_priors(theta, grad, q1, ncpc, eta, w, g_chol, g_rest, g_sigma, family, p
     for i in range(q1):
         lp, grad[i] = scale_term(theta[i], family[i], pa[i], pb[i], g_u[i] / sd[i])
         value += lp
-    for k in range(n_rest):
-        idx, prior = q1 + ncpc + k, q1 + k
-        lp, grad[idx] = scale_term(theta[idx], family[prior], pa[prior], pb[prior], g_rest[k])
-        value += lp
-    last = q1 + n_rest
-    lp, grad[ndim - 1] = scale_term(theta[ndim - 1], family[last], pa[last], pb[last], g_sigma)
+    at = q1 + ncpc
+    base = 0
+    prior = q1
+    for k in range(rest_meta.shape[0]):
+        qk, nk = rest_meta[k, 0], rest_meta[k, 1]
+        sdk = np.empty(qk)
+        for i in range(qk):
+            sdk[i] = math.exp(theta[at + i])
+        g_uk = np.empty(qk)
+        g_yk = np.zeros(nk)
+        cholesky_backprop(g_rest[base:base + qk * qk].reshape((qk, qk)), sdk,
+                          w_rest[base:base + qk * qk].reshape((qk, qk)),
+                          theta[at + qk:at + qk + nk], qk, rest_eta[k], g_uk, g_yk)
+        for j in range(nk):
+            grad[at + qk + j] = g_yk[j]
+        for i in range(qk):
+            lp, grad[at + i] = scale_term(theta[at + i], family[prior], pa[prior], pb[prior],
+                                          g_uk[i] / sdk[i])
+            value += lp
+            prior += 1
+        at += qk + nk
+        base += qk * qk
+    lp, grad[ndim - 1] = scale_term(theta[ndim - 1], family[prior], pa[prior], pb[prior],
+                                    g_sigma)
     return value + lp
 
 

@@ -109,8 +109,8 @@ class Model:
         """Why the marginal sampler cannot be used for this model (None when it can)."""
         structure, arrays = self._marginal_parts()
         if not structure.eligible:
-            return ("random-effect blocks after the one with the most levels must be 1 x 1 "
-                    f"and add up to at most a few hundred effects (here {structure.rz})")
+            return ("the random effects of the blocks after the one with the most levels must "
+                    f"add up to at most a few hundred (here {structure.rz})")
         if arrays is None:
             return "every fixed-effect prior must be Normal or Flat"
         return None
@@ -348,6 +348,10 @@ class Model:
         if on_nutpie and tune < 1:
             raise ValueError("tune must be at least 1 with the nutpie backend (it adapts the "
                              "step size while tuning); pass backend='pymc' for tune=0")
+        if chosen == "marginal" and backend == "pymc" and \
+                not self._marginal_parts()[0].graph_eligible:
+            raise ValueError("the marginal sampler on PyMC's NUTS takes 1 x 1 blocks after the "
+                             "largest one only; use backend='nutpie' (the default)")
         if chosen == "marginal" and backend != "pymc":
             raw = sample_marginal(self, draws=draws, tune=tune, chains=chains, cores=cores,
                                   seed=random_seed, progressbar=progressbar, init=init,
@@ -443,8 +447,11 @@ class Model:
         first = covs[id(structure.blocks[0])]
         jitter = 1e-12 * np.trace(first, axis1=1, axis2=2)[:, None, None]
         chol_first = np.linalg.cholesky(first + jitter * np.eye(structure.q1))
-        sd_rest = np.column_stack([np.sqrt(covs[id(b)][:, 0, 0]) for b in structure.blocks[1:]]
-                                  ) if len(structure.blocks) > 1 else np.zeros((len(first), 0))
+        sd_rest = []  # Cholesky factors of the other blocks' G per draw
+        for block in structure.blocks[1:]:
+            cov = covs[id(block)]
+            jitter_k = 1e-12 * np.trace(cov, axis1=1, axis2=2)[:, None, None]
+            sd_rest.append(np.linalg.cholesky(cov + jitter_k * np.eye(block.q)))
         sigma = posterior["sigma"].to_numpy().reshape(-1)
         beta, effects = structure.conditional_draws(chol_first, sd_rest, sigma, mu0, inv_scale,
                                                     rng)

@@ -97,15 +97,16 @@ def covariance_start(model, layout: CovarianceLayout, blocks: list) -> np.ndarra
     cov_of = {id(b): c for b, c in zip(reml.blocks, reml.covariances(), strict=True)}
     starts = [model.start_sd_corr(b, cov_of[id(b)]) for b in blocks]
     sd_first, corr = starts[0]
-    sd_rest = np.array([sd[0] for sd, _ in starts[1:]])
-    return layout.unconstrain(sd_first, corr, sd_rest, model.start_sigma())
+    sd_rest = np.concatenate([sd for sd, _ in starts[1:]]) if len(starts) > 1 else np.zeros(0)
+    return layout.unconstrain(sd_first, corr, sd_rest, model.start_sigma(),
+                              [c for _, c in starts[1:]])
 
 
 def prior_start(model, layout: CovarianceLayout) -> np.ndarray:
     """``init="auto"``: SDs and sigma at half the response SD, no correlation."""
     half = (float(np.std(model.spec.y)) or 1.0) / 2
     return layout.unconstrain(np.full(layout.q1, half), np.eye(layout.q1),
-                              np.full(layout.n_rest, half), half)
+                              np.full(layout.n_rest_sd, half), half)
 
 
 def _prepare_kernel(progressbar: bool) -> None:
@@ -152,11 +153,9 @@ def covariance_draws(model, layout: CovarianceLayout, blocks: list, theta: np.nd
     import xarray as xr
 
     shape = theta.shape[:2]
-    sd_first, corr_chol, sd_rest, sigma = layout.constrain(
-        theta[:, :, :layout.ndim].reshape(-1, layout.ndim))
-    sd_of = {id(blocks[0]): sd_first}
-    for k, block in enumerate(blocks[1:]):
-        sd_of[id(block)] = sd_rest[:, k:k + 1]
+    factors, sigma = layout.constrain_blocks(theta[:, :, :layout.ndim].reshape(-1, layout.ndim))
+    sd_of = {id(b): sd for b, (sd, _) in zip(blocks, factors, strict=True)}
+    corr_of = {id(b): w for b, (_, w) in zip(blocks, factors, strict=True)}
     coords = {"chain": np.arange(shape[0]), "draw": np.arange(shape[1])}
     variables = {"sigma": (("chain", "draw"), sigma.reshape(shape))}
     for group in model.groups:
@@ -164,7 +163,8 @@ def covariance_draws(model, layout: CovarianceLayout, blocks: list, theta: np.nd
         variables[f"sd_{group.factor}"] = (("chain", "draw", group.term_dim),
                                            sd.reshape(*shape, -1))
         coords[group.term_dim] = group.terms
-        for k in group.correlated_blocks():  # only the first block can be here
+        for k in group.correlated_blocks():
+            corr_chol = corr_of[id(group.blocks[k])]
             corr = corr_chol @ np.swapaxes(corr_chol, 1, 2)
             dims = cor_dims(group, k)
             variables[cor_name(group, k)] = (("chain", "draw", *dims),

@@ -106,8 +106,14 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, cente
         grad[i] = 0.0
     w = np.empty((q1, q1))
     chol = np.empty((q1, q1))
-    sd_kept = np.empty(n_kept)
-    sigma, lkj = transform(theta[:ncov], q1, ncpc, eta, n_kept, w, chol, sd_kept)
+    sd_kept = np.empty(n_kept)   # the kept blocks are 1 x 1: their packed factors are SDs
+    w_kept = np.empty(n_kept)
+    kept_meta = np.zeros((n_kept, 2), dtype=np.int64)
+    for k in range(n_kept):
+        kept_meta[k, 0] = 1
+    kept_eta = np.ones(n_kept)
+    sigma, lkj = transform(theta[:ncov], q1, ncpc, eta, kept_meta, kept_eta, w, chol, w_kept,
+                           sd_kept)
     # the kept effects and y adjusted for them
     starts = np.empty(n_kept + 1, dtype=np.int64)
     starts[0] = ncov
@@ -144,7 +150,7 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, cente
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
     value, g_sigma = kernel_logp_grad(kernel, chol, no_rest, sigma, A, C, CR,
-                                      np.empty(0, dtype=np.int64), mu0, wprior, float(n),
+                                      np.empty((0, 2), dtype=np.int64), mu0, wprior, float(n),
                                       g_chol, no_rest, modes_x, modes_b1)
     if not math.isfinite(value):
         return -np.inf
@@ -178,6 +184,6 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, cente
         if centered[k]:
             value -= kept_levels[k] * math.log(sd)
             g_sd[k] -= kept_levels[k] / sd
-    value += lkj + add_priors(theta[:ncov], grad[:ncov], q1, ncpc, eta, w, g_chol, g_sd,
-                              g_sigma, family, pa, pb)
+    value += lkj + add_priors(theta[:ncov], grad[:ncov], q1, ncpc, eta, w, g_chol, kept_meta,
+                              kept_eta, w_kept, g_sd, g_sigma, family, pa, pb)
     return finite_or_reject(value, grad)

@@ -51,6 +51,13 @@ class CovarianceStructure:
     def initial(self) -> np.ndarray:
         return np.where(self.diagonal, 1.0, 0.0)
 
+    def reflections(self, theta: np.ndarray, tol: float) -> list[np.ndarray]:
+        """Other theta with the same G where a diagonal entry is on its bound: G depends on
+        lambda's column i only through its outer product, so with lambda_ii = 0 the
+        column's sign is free and two branches of the criterion meet there (an optimizer
+        can stop in the worse one).  Default: none."""
+        return []
+
     def rescaled(self, theta: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """theta of diag(scale) lambda(theta)."""
         return self.theta_of(np.asarray(scale, dtype=float)[:, None] * self.lambda_of(theta))
@@ -83,6 +90,17 @@ class Unstructured(CovarianceStructure):
         t = self.terms
         return [f"{factor}.{t[r]}" if r == c else f"{factor}.{t[r]}.{t[c]}"
                 for r, c in zip(self.rows, self.cols, strict=True)]
+
+    def reflections(self, theta: np.ndarray, tol: float) -> list[np.ndarray]:
+        out = []
+        for i in range(self.q - 1):
+            diag = np.flatnonzero((self.rows == i) & (self.cols == i))[0]
+            below = np.flatnonzero((self.cols == i) & (self.rows > i))
+            if theta[diag] <= tol and np.any(theta[below] != 0):
+                flipped = np.array(theta, dtype=float)
+                flipped[below] *= -1.0
+                out.append(flipped)
+        return out
 
 
 class Diagonal(CovarianceStructure):
@@ -137,6 +155,16 @@ class ThetaLayout:
     def theta(self, lambdas: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([s.theta_of(lam) for s, lam in zip(self.structures, lambdas,
                                                                    strict=True)])
+
+    def reflections(self, theta: np.ndarray, tol: float = 1e-4) -> list[np.ndarray]:
+        """theta with one block's boundary column reflected (``CovarianceStructure``)."""
+        out = []
+        for s, sl in zip(self.structures, self.slices, strict=True):
+            for part in s.reflections(theta[sl], tol):
+                full = np.array(theta, dtype=float)
+                full[sl] = part
+                out.append(full)
+        return out
 
     def rescaled(self, theta: np.ndarray, scales: list[np.ndarray]) -> np.ndarray:
         """theta of diag(scale_k) lambda_k for every block k."""

@@ -103,11 +103,15 @@ def _probe(objective, theta: np.ndarray, value: float, lower: np.ndarray):
     return best, best_value
 
 
-def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals: int):
+def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals: int,
+                      reflections=None):
     """Minimize ``objective`` over theta >= lower: (theta, value, converged, message).
 
     BOBYQA; then axis probes around its optimum (``_probe``), and while a probe improves
-    the criterion by more than ``RESTART_GAIN``, BOBYQA again from there."""
+    the criterion by more than ``RESTART_GAIN``, BOBYQA again from there.  Where a
+    diagonal entry ends on its bound, ``reflections(theta)`` gives the points with the same
+    G on the other branch (``ThetaLayout.reflections``); BOBYQA runs from each of them too
+    and the best optimum wins."""
     try:
         import nlopt  # noqa: F401
     except ImportError:  # pragma: no cover - nlopt is a declared dependency
@@ -136,6 +140,13 @@ def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals
             theta, value, converged, message = again, again_value, ok, again_message
         else:
             theta, value = probe, probe_value
+    for other in (reflections(theta) if reflections is not None and converged else []):
+        if used[0] >= max_evals:
+            break
+        again, again_value, ok, again_message = minimize_deviance(
+            counted, other, lower, max_evals - used[0])
+        if ok and again_value < value - RESTART_GAIN:
+            theta, value, converged, message = again, again_value, ok, again_message
     return theta, value, converged, message
 
 
@@ -180,7 +191,8 @@ def fit_reml(
     evals_before = deviance.n_evals
     with blas_threads(deviance.system.r):
         theta_s, _value, converged, message = minimize_deviance(
-            deviance.scaled_objective, theta0, layout.lower, max_evals)
+            deviance.scaled_objective, theta0, layout.lower, max_evals,
+            reflections=lambda theta: layout.reflections(theta, SINGULAR_TOLERANCE))
         theta_s = np.where(layout.diagonal, np.maximum(theta_s, 0.0), theta_s)
         est = deviance.estimates(theta_scaled=theta_s)
     singular = bool(np.any(theta_s[layout.diagonal] < SINGULAR_TOLERANCE))
