@@ -260,11 +260,16 @@ class Model:
 
     def start_sd_corr(self, block, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A block's starting SDs and correlation from its REML covariance: SDs floored at
-        5% of their prior scale, correlations clipped to +-0.9 (every sampler's start)."""
+        5% of their prior scale, correlations clipped to +-0.9 and shrunk towards the
+        identity until positive definite (every sampler's start)."""
         root = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
         floor = 0.05 * np.array([self._sd_scale(block.factor, t) for t in block.terms])
         corr = np.clip(cov / np.outer(root, root), -0.9, 0.9)
         np.fill_diagonal(corr, 1.0)
+        smallest = float(np.linalg.eigvalsh(corr).min()) if len(corr) > 1 else 1.0
+        if smallest < 0.05:  # a singular REML G (or the clipping) left it not PD: shrink
+            weight = 0.95 / (1.0 - smallest)
+            corr = weight * corr + (1.0 - weight) * np.eye(len(corr))
         return np.maximum(np.sqrt(np.clip(np.diag(cov), 0, None)), floor), corr
 
     def start_sigma(self) -> float:

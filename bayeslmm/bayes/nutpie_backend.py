@@ -74,12 +74,14 @@ def _seeded(initial_point: Callable[[np.random.Generator], np.ndarray]):
 
 
 def _run(compiled, *, seed, progressbar, **kwargs):
+    from ..core.threads import single_blas_thread
     from . import nutpie_adapter
 
     seed = int(np.random.default_rng(seed).integers(2**31)) if seed is not None else None
-    try:
-        idata = nutpie_adapter.sample(compiled, seed=seed, progress_bar=progressbar,
-                                      save_warmup=False, **kwargs)
+    try:  # chains are threads: BLAS inside the kernel stays single-threaded
+        with single_blas_thread():
+            idata = nutpie_adapter.sample(compiled, seed=seed, progress_bar=progressbar,
+                                          save_warmup=False, **kwargs)
     except (RuntimeError, ValueError) as err:  # e.g. "All initialization points failed"
         raise RuntimeError(
             f"nutpie sampling failed: {str(err).splitlines()[0]}. Try init='auto', stronger "

@@ -12,18 +12,18 @@ a lower criterion, BOBYQA restarts from it with a fresh model (first step
 ``RESTART_STEP``).
 Without nlopt, scipy's L-BFGS-B with central-difference gradients is used.
 
-Dense linear algebra runs with one BLAS thread for systems up to ``SINGLE_THREAD_MAX``
-rows: multithreaded OpenBLAS on small matrices with the other core busy is 50-400x slower.
+Dense linear algebra runs with one BLAS thread for systems up to
+``core.threads.SINGLE_THREAD_MAX`` rows (``core/threads.py`` says why).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 
 import numpy as np
 
+from ..core.threads import blas_threads_for
 from ..spec import ModelSpec
 from .deviance import Deviance
 from .result import RemlFit
@@ -38,18 +38,6 @@ RESTART_GAIN = 1e-7   # absolute criterion improvement by a probe that earns a r
 PROBE_STEP = 1e-3
 MAX_RESTARTS = 4
 FTOL_REL = 1e-14  # 1e-13 stopped 1e-6 short of the optimum in a flat valley (insteval_catslope)
-SINGLE_THREAD_MAX = 2000
-
-
-def blas_threads(rows: int):
-    """A context with BLAS pinned to one thread when the dense system is small."""
-    if rows > SINGLE_THREAD_MAX:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a declared dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _bobyqa(objective, start: np.ndarray, lower: np.ndarray, max_evals: int, step: float):
@@ -189,7 +177,7 @@ def fit_reml(
                              f"{start.shape}")
         theta0 = deviance.scaled_theta(start)
     evals_before = deviance.n_evals
-    with blas_threads(deviance.system.r):
+    with blas_threads_for(deviance.system.r):
         theta_s, _value, converged, message = minimize_deviance(
             deviance.scaled_objective, theta0, layout.lower, max_evals,
             reflections=lambda theta: layout.reflections(theta, SINGULAR_TOLERANCE))
