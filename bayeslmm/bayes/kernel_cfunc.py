@@ -30,6 +30,9 @@ from .marginal_kernel import marginal_logp_grad_c
 
 __all__ = ["kernel_callback", "compile_in_background", "marginal_logp_grad"]
 
+# reassociation lets the kernel's inner products vectorize (kb07: 4.0 -> 2.9 ms a gradient);
+# no 'nnan'/'ninf': the kernel's -inf and finiteness checks must stay
+KERNEL_FASTMATH = {"reassoc", "contract"}
 HELPER_TIMEOUT = 600.0  # seconds; then the helper is stopped and this process compiles
 _helper: subprocess.Popen | None = None
 
@@ -39,7 +42,8 @@ def kernel_callback():
     """The compiled kernel (a numba ``CFunc``: ``.address``, ``.ctypes``), from numba's
     cache when it is there; waits for a helper compile first."""
     _wait_for_helper()
-    return cfunc(KERNEL_SIG, cache=True, error_model="numpy")(marginal_logp_grad_c)
+    return cfunc(KERNEL_SIG, cache=True, error_model="numpy",
+                 fastmath=KERNEL_FASTMATH)(marginal_logp_grad_c)
 
 
 def marginal_logp_grad(chol_first, chol_rest, sigma, A, C, CR, rest, mu0, wprior, n_obs,

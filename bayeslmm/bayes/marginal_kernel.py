@@ -61,14 +61,6 @@ def lower_inverse(chol, n, out):  # pragma: no cover - jit
 
 
 @internal
-def _all_scalar(rest):  # pragma: no cover - jit
-    for k in range(rest.shape[0]):
-        if rest[k, 1] != 1:
-            return False
-    return True
-
-
-@internal
 def small_spd_inverse(m, out, chol, inv_l):  # pragma: no cover - jit
     """Inverse of a small SPD matrix into ``out``; returns (log det, ok).  ``chol`` and
     ``inv_l`` are q x q workspaces (allocating them per call costs more than the work)."""
@@ -147,44 +139,38 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
     for i in range(r):
         for k2 in range(r):
             CRs[i, k2] = CR[i, k2]
+    colbuf = np.empty(r)
     for k in range(n_rest):
         qk = rest[k, 1]
         base = fac_at[k]
-        if qk == 1:  # a scale: rows and columns of the block times lambda_k
-            lam = lam_rest[base]
-            for i in range(row_at[k], row_at[k + 1]):
-                for j in range(m1):
-                    for c in range(q1):
-                        Cs[i, j, c] *= lam
-                for col in range(r):
-                    CRs[i, col] *= lam
-                    CRs[col, i] *= lam
-            continue
-        lam_t = np.empty((qk, qk))  # lambda_k'
-        for a in range(qk):
-            for b in range(qk):
-                lam_t[a, b] = lam_rest[base + b * qk + a]
-        for lev in range(rest[k, 0]):  # rows of level lev: lambda_k' times them (BLAS)
+        for lev in range(rest[k, 0]):
             row0 = row_at[k] + lev * qk
-            block = Cs[row0:row0 + qk].reshape((qk, m1 * q1))
-            block[:, :] = np.dot(lam_t, np.ascontiguousarray(block))
-            CRs[row0:row0 + qk, :] = np.dot(lam_t, np.ascontiguousarray(CRs[row0:row0 + qk]))
-    if row_at[n_rest] > 0 and not _all_scalar(rest):
-        # columns: CRs Lt = (Lt' CRs')' with the rows' transform again
-        CRs = np.ascontiguousarray(CRs.T)
-        for k in range(n_rest):
-            qk = rest[k, 1]
-            if qk == 1:
-                continue
-            base = fac_at[k]
-            lam_t = np.empty((qk, qk))
-            for a in range(qk):
-                for b in range(qk):
-                    lam_t[a, b] = lam_rest[base + b * qk + a]
-            for lev in range(rest[k, 0]):
-                row0 = row_at[k] + lev * qk
-                CRs[row0:row0 + qk, :] = np.dot(lam_t,
-                                                np.ascontiguousarray(CRs[row0:row0 + qk]))
+            # rows: new row (row0 + a) = sum_b lam[b, a] old row (row0 + b)
+            for j in range(m1):
+                for c in range(q1):
+                    for a in range(qk):
+                        acc = 0.0
+                        for b in range(a, qk):
+                            acc += lam_rest[base + b * qk + a] * C[row0 + b, j, c]
+                        colbuf[a] = acc
+                    for a in range(qk):
+                        Cs[row0 + a, j, c] = colbuf[a]
+            for col in range(r):
+                for a in range(qk):
+                    acc = 0.0
+                    for b in range(a, qk):
+                        acc += lam_rest[base + b * qk + a] * CRs[row0 + b, col]
+                    colbuf[a] = acc
+                for a in range(qk):
+                    CRs[row0 + a, col] = colbuf[a]
+            for row in range(r):  # columns likewise
+                for a in range(qk):
+                    acc = 0.0
+                    for b in range(a, qk):
+                        acc += lam_rest[base + b * qk + a] * CRs[row, row0 + b]
+                    colbuf[a] = acc
+                for a in range(qk):
+                    CRs[row, row0 + a] = colbuf[a]
     # per level: M_j = lam' A_j lam + I, its inverse, W_j = lam M_j^-1 lam'
     m_inv = np.empty((m1, q1, q1))
     weights = np.empty((m1, q1, q1))
@@ -231,11 +217,14 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
                 for a in range(q1):
                     acc += Cs[i, j, a] * weights[j, a, b]
                 cw[i, j * q1 + b] = acc
-    c2t = np.ascontiguousarray(Cs.reshape(r, m1 * q1).T)
-    schur = CRs - np.dot(cw, c2t)  # BLAS: the largest product of the kernel
+    c2 = Cs.reshape(r, m1 * q1)
+    schur = np.empty((r, r))
     for i in range(r):
-        for k2 in range(i):
-            v = 0.5 * (schur[i, k2] + schur[k2, i])
+        for k2 in range(i + 1):
+            acc = 0.0
+            for t in range(m1 * q1):
+                acc += cw[i, t] * c2[k2, t]
+            v = CRs[i, k2] - acc
             schur[i, k2] = v
             schur[k2, i] = v
     for i in range(rz):
@@ -337,13 +326,17 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
                 for a in range(q1):
                     acc += t1[a] * m_inv[j, a, b]
                 ymat[i, j * q1 + b] = acc
-    mixed_all = np.dot(inv_la, ymat)  # L_a^-1 ymat (BLAS)
-    for i in range(ra):
+    mixed = np.empty(m1 * q1)
+    for i in range(ra):  # row i of L_a^-1 ymat
+        mixed[:] = 0.0
+        for k2 in range(i + 1):
+            coef = inv_la[i, k2]
+            for t2 in range(m1 * q1):
+                mixed[t2] += coef * ymat[k2, t2]
         for j in range(m1):
             for a in range(q1):
-                ma = mixed_all[i, j * q1 + a]
                 for b in range(q1):
-                    h_first[a, b] += ma * mixed_all[i, j * q1 + b]
+                    h_first[a, b] += mixed[j * q1 + a] * mixed[j * q1 + b]
     grad_dot = 0.0
     # d/d lam1 = tril(-lam1^-T (m1 I - H_first) + (Z1'e)'u1 / sigma^2)
     rhs = -h_first
