@@ -1,11 +1,14 @@
-"""REML/ML speed: bayeslmm vs lme4 on every reference case and InstEval, one run.
+"""REML/ML speed: bayeslmm vs lme4 on every reference case, InstEval and the issue-10
+models, one run.
 
     python benchmarks/reml.py [--repeats 5] [--no-r] [--only insteval]
 
 Times the whole ``bayeslmm.fit(formula, data, method=...)`` call (formula processing
 included, as ``lmer`` includes its model frame) and, when ``Rscript`` with lme4 is
-installed, ``lmer`` on the same CSV data in the same run.  Prints a table with medians
-and the ratio lme4 / bayeslmm, and the peak memory of a fresh process fitting InstEval.
+installed, ``lmer`` (default settings) on the same CSV data in the same run.  Prints
+medians, the ratio lme4 / bayeslmm, both criteria (ours minus lme4's: negative is better),
+our number of criterion evaluations, the BLAS that ran (threadpoolctl), and the peak memory
+of a fresh process fitting InstEval.
 """
 
 from __future__ import annotations
@@ -37,13 +40,20 @@ CASES = [
     ("ergostool", "ergostool", "effort ~ Type + (1 | Subject)"),
     ("radon", "radon", "log_radon ~ floor + (1 | county)"),
     ("insteval", "insteval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)"),
+    ("vcomp2", "vcomp2", "y ~ x1 + x2 + (0 + z1 + z2 | groups) + (1 | v1) + (1 | v2)"),
+    ("kb07", "kb07", "rt ~ 1 + spkr + prec + load + (1 + spkr + prec + load | subj) + "
+                     "(1 + spkr + prec + load | item)"),
+    ("insteval_dept", "insteval",
+     "y ~ 1 + service + (1 | s) + (1 | d) + (1 + service | dept)"),
 ]
+SIMULATED = Path(__file__).resolve().parents[1] / "tests" / "golden" / "data"  # kb07, vcomp2
 
 R_FACTORS = {
     "sleepstudy": ["Subject"], "orthodont": ["Subject", "Sex"], "penicillin": ["plate", "sample"],
     "pastes": ["batch", "cask", "sample"], "dyestuff": ["Batch"], "dyestuff2": ["Batch"],
     "ergostool": ["Type", "Subject"], "radon": ["county"],
     "insteval": ["s", "d", "studage", "lectage", "service", "dept"],
+    "vcomp2": ["groups", "v1", "v2"], "kb07": ["subj", "item"],
 }
 
 R_SCRIPT = r"""
@@ -56,24 +66,51 @@ for (line in spec) {
   d <- read.csv(p[2], colClasses = setNames(rep("factor", length(facs)), facs))
   if ("Sex" %in% facs) d$Sex <- factor(d$Sex, levels = c("Male", "Female"))
   n <- if (nrow(d) > 10000) 1 else repeats
+  fit <- NULL
   times <- sapply(seq_len(n), function(i) system.time(
-    suppressMessages(lmer(as.formula(p[4]), d, REML = p[5] == "TRUE")))[["elapsed"]])
-  out <- c(out, sprintf("%s\t%s\t%.6f", p[1], p[5], median(times)))
+    fit <<- suppressMessages(lmer(as.formula(p[4]), d, REML = p[5] == "TRUE")))[["elapsed"]])
+  crit <- if (p[5] == "TRUE") REMLcrit(fit) else deviance(fit)
+  out <- c(out, sprintf("%s\t%s\t%.6f\t%.8f", p[1], p[5], median(times), crit))
 }
 writeLines(out)
 """
 
 
-def time_ours(dataset: str, formula: str, method: str, repeats: int) -> float:
-    data = load(dataset)
+def _data(dataset: str):
+    if dataset in ("kb07", "vcomp2"):
+        import pandas as pd
+
+        return pd.read_csv(SIMULATED / f"{dataset}.csv")
+    return load(dataset)
+
+
+def _csv(dataset: str) -> Path:
+    if dataset in ("kb07", "vcomp2"):
+        return SIMULATED / f"{dataset}.csv"
+    data_dir = Path(bayeslmm.datasets.__file__).parent / "data"
+    csv = data_dir / f"{dataset}.csv"
+    return csv if csv.exists() else data_dir / f"{dataset}.csv.gz"  # R reads .gz directly
+
+
+def time_ours(dataset: str, formula: str, method: str, repeats: int):
+    """(median seconds, criterion, evaluations) of ``repeats`` fits."""
+    data = _data(dataset)
     times = []
     for _ in range(repeats):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start = time.perf_counter()
-            bayeslmm.fit(formula, data, method=method)
+            fit = bayeslmm.fit(formula, data, method=method)
             times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(times)), fit.criterion, fit.n_evals
+
+
+def blas_info() -> str:
+    from threadpoolctl import threadpool_info
+
+    return "; ".join(f"{i.get('internal_api')} {i.get('version')} "
+                     f"({i.get('architecture')}, {i.get('num_threads')} threads)"
+                     for i in threadpool_info() if i.get("user_api") == "blas")
 
 
 def time_lme4(cases, repeats: int) -> dict:
@@ -82,14 +119,11 @@ def time_lme4(cases, repeats: int) -> dict:
     probe = subprocess.run(["Rscript", "-e", "library(lme4)"], capture_output=True)
     if probe.returncode != 0:
         return {}
-    data_dir = Path(bayeslmm.datasets.__file__).parent / "data"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         lines = []
         for name, dataset, formula in cases:
-            csv = data_dir / f"{dataset}.csv"
-            if not csv.exists():  # gzipped InstEval: R's read.csv reads .gz directly
-                csv = data_dir / f"{dataset}.csv.gz"
+            csv = _csv(dataset)
             for reml in ("TRUE", "FALSE"):
                 r_formula = formula.replace("**", "^")
                 lines.append("\t".join([name, str(csv), ",".join(R_FACTORS[dataset]),
@@ -103,8 +137,8 @@ def time_lme4(cases, repeats: int) -> dict:
         return {}
     out = {}
     for line in res.stdout.strip().splitlines():
-        name, reml, seconds = line.split("\t")
-        out[(name, "reml" if reml == "TRUE" else "ml")] = float(seconds)
+        name, reml, seconds, crit = line.split("\t")
+        out[(name, "reml" if reml == "TRUE" else "ml")] = (float(seconds), float(crit))
     return out
 
 
@@ -131,15 +165,19 @@ def main() -> None:
     time_ours("sleepstudy", "Reaction ~ Days + (1 | Subject)", "reml", 1)
     time_ours("insteval", CASES[-1][2].replace("(1 | s) + ", ""), "reml", 1)
     peers = {} if args.no_r else time_lme4(cases, args.repeats)
-    print(f"{'case':14s} {'method':6s} {'bayeslmm (s)':>13s} {'lme4 (s)':>10s} {'lme4/ours':>10s}")
+    print(f"BLAS: {blas_info()}")
+    print(f"{'case':14s} {'method':6s} {'bayeslmm (s)':>13s} {'lme4 (s)':>10s} {'lme4/ours':>10s}"
+          f" {'crit - lme4':>12s} {'evals':>6s}")
     for name, dataset, formula in cases:
         for method in ("reml", "ml"):
-            repeats = 3 if dataset == "insteval" else args.repeats
-            ours = time_ours(dataset, formula, method, repeats)
-            peer = peers.get((name, method))
+            repeats = 3 if dataset in ("insteval", "kb07") else args.repeats
+            ours, crit, evals = time_ours(dataset, formula, method, repeats)
+            peer, peer_crit = peers.get((name, method), (None, None))
             ratio = f"{peer / ours:10.1f}" if peer else f"{'-':>10s}"
             peer_text = f"{peer:10.4f}" if peer else f"{'-':>10s}"
-            print(f"{name:14s} {method:6s} {ours:13.4f} {peer_text} {ratio}", flush=True)
+            diff = f"{crit - peer_crit:12.2e}" if peer_crit is not None else f"{'-':>12s}"
+            print(f"{name:14s} {method:6s} {ours:13.4f} {peer_text} {ratio} {diff} {evals:6d}",
+                  flush=True)
     if any("insteval" in c[0] for c in cases):
         print(f"InstEval REML peak memory (fresh process, max RSS): "
               f"{insteval_peak_memory_mb():.0f} MB")

@@ -33,8 +33,8 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
-import scipy.sparse as sp
 
+from ..core.statistics import cross_products
 from ..spec import ModelSpec, RandomBlock
 
 __all__ = ["MarginalStructure"]
@@ -70,14 +70,11 @@ class MarginalStructure:
             self.center[:] = 0.0
         if not self.eligible:
             return
-        xc = spec.X - self.center
-        self.cross_first = first.level_crossproducts()
-        # rest rows R = [Z_2 .. Z_K, X_c, y], sparse where they are indicators
-        rows = sp.hstack([b.sparse_z() for b in rest] + [sp.csc_matrix(np.column_stack(
-            [xc, spec.y]))], format="csc")
-        self.cross = np.asarray((rows.T @ first.sparse_z()).todense()).reshape(
-            self.r, self.m1, self.q1)
-        self.cross_rest = np.asarray((rows.T @ rows).todense())
+        # the core's statistics, rest rows R = [Z_2 .. Z_K, X_c, y]
+        stats = cross_products(spec, spec.block_order(), x_center=self.center)
+        self.cross_first = stats.first
+        self.cross = stats.cross.toarray().reshape(self.r, self.m1, self.q1)
+        self.cross_rest = stats.rest
 
     @cached_property
     def _cross_2d(self) -> np.ndarray:

@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from ..spec import ModelSpec, RandomBlock
 from .covariance import ThetaLayout
+from .statistics import cross_products
 
 __all__ = ["BlockedSystem", "Factorization"]
 
@@ -80,23 +81,11 @@ class BlockedSystem:
         self.rz = sum(b.n_effects for b in rest)
         self.r = self.rz + self.p + 1
 
-        # first block: per-level q1 x q1 cross products A_j = sum_{i in j} z_i z_i'
-        self.first_cross = first.level_crossproducts()
-
-        # rest rows R = [Z_2 .. Z_K, X, y]
-        z1 = first.sparse_z()
-        xy = np.column_stack([spec.X, spec.y])
-        if rest:
-            z_rest = sp.hstack([b.sparse_z() for b in rest], format="csc")
-            c_z = (z_rest.T @ z1).tocsr()
-            c_xy = sp.csr_matrix((z1.T @ xy).T)
-            self.cross_c = sp.vstack([c_z, c_xy], format="csr")
-            zz = (z_rest.T @ z_rest).toarray()
-            zxy = np.asarray(z_rest.T @ xy)
-            self.cross_rest = np.block([[zz, zxy], [zxy.T, xy.T @ xy]])
-        else:
-            self.cross_c = sp.csr_matrix((z1.T @ xy).T)
-            self.cross_rest = xy.T @ xy
+        # A_j (per level of the first block), C = R'Z_1 and R'R, R = [Z_2 .. Z_K, X, y]
+        stats = cross_products(spec, self.order)
+        self.first_cross = stats.first
+        self.cross_c = stats.cross
+        self.cross_rest = stats.rest
         if self.q1 == 2:
             self._a00 = self.first_cross[:, 0, 0].copy()
             self._a01 = self.first_cross[:, 0, 1].copy()
