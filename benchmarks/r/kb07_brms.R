@@ -1,6 +1,8 @@
 # brms on the kb07-shaped data, default priors, 4 x 1000 (tune 1000), 2 cores: wall time
 # (compile and sampling apart), min bulk ESS over all parameters, divergences, max R-hat.
 #   Rscript benchmarks/r/kb07_brms.R tests/golden/data/kb07.csv
+# Debian: r-cran-brms; its r-cran-bh has no include/ (boost is in /usr/include), so rstan
+# says "Boost not found" until: ln -s /usr/include /usr/lib/R/site-library/BH/include
 suppressMessages({library(brms); library(posterior)})
 args <- commandArgs(TRUE)
 d <- read.csv(args[1])
