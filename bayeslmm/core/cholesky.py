@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 
 from ..spec import ModelSpec, RandomBlock
 from .covariance import ThetaLayout
@@ -94,6 +93,8 @@ class BlockedSystem:
         if self.use_dense:
             self.cross_c_dense = self.cross_c.toarray().reshape(self.r, self.m1, self.q1)
             self._cross_c_2d = self.cross_c_dense.reshape(self.r, -1)
+            # level-major copy for one batched matmul per evaluation: (m1, r, q1)
+            self._cross_c_levels = np.ascontiguousarray(self.cross_c_dense.transpose(1, 0, 2))
         else:  # numba (0.4 s to import) only for problems big enough to need it
             from .schur_kernel import level_structure
 
@@ -143,8 +144,8 @@ class BlockedSystem:
         if self.use_dense:
             if self.q1 == 1:
                 cw = self.cross_c_dense[:, :, 0] * weights[None, :, 0, 0]
-            else:
-                cw = (self.cross_c_dense[:, :, :, None] * weights[None]).sum(axis=2)
+            else:  # cw[i, j] = C[i, j] @ W_j, as (m1, r, q1) @ (m1, q1, q1)
+                cw = np.matmul(self._cross_c_levels, weights).transpose(1, 0, 2)
             return self.cross_rest - cw.reshape(self.r, -1) @ self._cross_c_2d.T
         from .schur_kernel import schur_lower_update
 
@@ -171,13 +172,18 @@ class BlockedSystem:
             dense *= scale[:, None]
             dense *= scale[None, :]
             return dense
-        lt = sp.block_diag(
-            [sp.kron(sp.identity(m), lam) for m, lam in zip(self._rest_m, lambdas, strict=True)]
-            + [sp.identity(self.p + 1)],
-            format="csr",
-        )
-        half = np.asarray(lt.T @ dense)
-        return np.asarray(lt.T @ half.T)
+        # Lt' D Lt block by block: each block's columns (level-major, q_k per level) times
+        # lambda_k, then the same for the rows (D is symmetric)
+        out = dense
+        for _ in range(2):
+            out = np.array(out.T, order="C")
+            at = 0
+            for m, lam in zip(self._rest_m, lambdas, strict=True):
+                q = lam.shape[0]
+                sl = slice(at, at + m * q)
+                out[:, sl] = (out[:, sl].reshape(self.r, m, q) @ lam).reshape(self.r, m * q)
+                at += m * q
+        return out
 
     def factorize(self, theta: np.ndarray) -> Factorization:
         """Blocked Cholesky factor of the augmented system at ``theta``."""
