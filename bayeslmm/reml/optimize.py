@@ -36,6 +36,7 @@ INITIAL_STEP = 0.3    # first trust radius (unit-scale theta)
 RESTART_STEP = 0.2
 RESTART_GAIN = 1e-7   # absolute criterion improvement by a probe that earns a restart
 PROBE_STEP = 1e-3
+REFLECTION_LOOK = 4   # evaluations per parameter of the look down a reflected branch
 MAX_RESTARTS = 4
 FTOL_REL = 1e-14  # 1e-13 stopped 1e-6 short of the optimum in a flat valley (insteval_catslope)
 
@@ -131,8 +132,13 @@ def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals
     for other in (reflections(theta) if reflections is not None and converged else []):
         if used[0] >= max_evals:
             break
+        # a short look down the other branch first; the full run only where it pays
+        budget = min(max_evals - used[0], REFLECTION_LOOK * (theta.size + 1))
+        look, look_value, _ok, _msg = _bobyqa(counted, other, lower, budget, RESTART_STEP)
+        if not look_value < value - RESTART_GAIN or used[0] >= max_evals:
+            continue
         again, again_value, ok, again_message = minimize_deviance(
-            counted, other, lower, max_evals - used[0])
+            counted, look, lower, max_evals - used[0])
         if ok and again_value < value - RESTART_GAIN:
             theta, value, converged, message = again, again_value, ok, again_message
     return theta, value, converged, message
