@@ -128,7 +128,7 @@ def test_conditional_means_are_reml_estimates_at_reml_parameters():
     structure = MarginalStructure(reml.spec)
     covs = reml.covariances()
     draws = 4000
-    factors = [np.linalg.cholesky(c + 1e-10 * np.trace(c) * np.eye(len(c))) for c in covs]
+    factors = [np.linalg.cholesky(c + 1e-10 * (np.trace(c) + 1) * np.eye(len(c))) for c in covs]
     chol = np.broadcast_to(factors[0], (draws,) + factors[0].shape)
     rest = [np.broadcast_to(f, (draws,) + f.shape) for f in factors[1:]]
     beta, effects = structure.conditional_draws(

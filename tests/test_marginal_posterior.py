@@ -159,7 +159,7 @@ def test_c_callback_matches_its_pieces_called_directly():
     """The callback unpacks its one buffer (``callback_abi.pack``) right and calls the kernel
     callback through its address: same value and gradient as transform + kernel +
     add_priors called from Python on the unpacked arrays."""
-    from bayeslmm.bayes import marginal_posterior as mp
+    from bayeslmm.bayes import posterior_terms as mp
     from bayeslmm.bayes.marginal_cfunc import LOGP_CFUNC
 
     post = _model("pastes", "strength ~ 1 + (1 | batch/cask)").marginal_posterior()

@@ -29,6 +29,7 @@ from numba import njit
 __all__ = ["internal", "entry", "KERNEL_SOURCES", "invalidate_stale_cache"]
 
 KERNEL_SOURCES = ("jit.py", "callback_abi.py", "marginal_kernel.py", "kernel_cfunc.py",
+                  "posterior_terms.py",
                   "marginal_posterior.py", "marginal_cfunc.py", "unconstrained.py",
                   "partial_posterior.py")
 _HERE = Path(__file__).resolve().parent

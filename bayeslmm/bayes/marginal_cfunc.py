@@ -16,7 +16,7 @@ import numpy as np
 from numba import carray, cfunc
 
 from .callback_abi import EXPAND_SIG, LOGP_SIG, kernel_logp_grad, unpack
-from .marginal_posterior import add_priors, finite_or_reject, transform
+from .posterior_terms import add_priors, finite_or_reject, transform
 
 __all__ = ["LOGP_CFUNC", "EXPAND_CFUNC"]
 

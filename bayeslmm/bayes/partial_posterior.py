@@ -21,8 +21,9 @@ import numpy as np
 
 from .callback_abi import kernel_logp_grad
 from .jit import entry
-from .marginal_posterior import CovarianceLayout, add_priors, finite_or_reject, transform
+from .marginal_posterior import CovarianceLayout
 from .partial import PartialStructure
+from .posterior_terms import add_priors, finite_or_reject, transform
 
 __all__ = ["PartialPosterior", "partial_log_posterior"]
 
