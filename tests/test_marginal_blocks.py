@@ -72,7 +72,7 @@ def test_loglik_matches_dense_gaussian(formula):
 @pytest.mark.parametrize("formula", FORMULAS)
 def test_kernel_matches_numpy_reference_and_finite_differences(formula):
     model = Model(formula, _crossed())
-    structure, (mu0, inv_scale) = model._marginal_parts()
+    structure, (mu0, inv_scale) = model.marginal_parts()
     rng = np.random.default_rng(1)
     scale = np.std(structure.spec.y)
     chol, rest = _factors(structure, rng, scale)
@@ -82,7 +82,7 @@ def test_kernel_matches_numpy_reference_and_finite_differences(formula):
     g_chol, g_packed = np.zeros_like(chol), np.zeros(sum(q * q for q in structure.rest_q))
     modes_x, modes_b1 = np.empty(structure.r - 1), np.empty((structure.m1, structure.q1))
     kernel_value, kernel_g_sigma = marginal_logp_grad(
-        chol, _packed(rest), sigma, *model.marginal_posterior()._data, g_chol, g_packed,
+        chol, _packed(rest), sigma, *model.marginal_posterior().kernel_arrays, g_chol, g_packed,
         modes_x, modes_b1)
     assert kernel_value == pytest.approx(value, rel=1e-11)
     np.testing.assert_allclose(g_chol, g1, rtol=1e-8, atol=1e-10 * np.abs(g1).max())

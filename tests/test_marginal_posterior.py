@@ -54,7 +54,7 @@ def _random_theta(post, rng) -> np.ndarray:
 @pytest.mark.parametrize("dataset, formula", [*CASES, ("3x3", "y ~ f + (f | g)")])
 def test_kernel_matches_numpy_reference(dataset, formula):
     model = _model(dataset, formula)
-    structure, (mu0, inv_scale) = model._marginal_parts()
+    structure, (mu0, inv_scale) = model.marginal_parts()
     rng = np.random.default_rng(0)
     scale = np.std(structure.spec.y)
     for _ in range(3):
@@ -65,8 +65,8 @@ def test_kernel_matches_numpy_reference(dataset, formula):
         g_chol, g_rest = np.zeros_like(chol), np.zeros_like(sd_rest)
         modes_x, modes_b1 = np.empty(structure.r - 1), np.empty((structure.m1, structure.q1))
         value, g_sigma = marginal_logp_grad(
-            chol, sd_rest, sigma, *model.marginal_posterior()._data, g_chol, g_rest, modes_x,
-            modes_b1)
+            chol, sd_rest, sigma, *model.marginal_posterior().kernel_arrays, g_chol, g_rest,
+            modes_x, modes_b1)
         assert value == pytest.approx(ref[0], rel=1e-11)
         np.testing.assert_allclose(g_chol, ref[1], rtol=1e-8, atol=1e-10 * np.abs(ref[1]).max())
         np.testing.assert_allclose(g_rest, ref[2], rtol=1e-8)
@@ -95,7 +95,7 @@ def test_gradient_matches_finite_differences(dataset, formula):
 def _reference_log_posterior(model, theta) -> float:
     """numpy likelihood + scipy prior densities + log Jacobians, for a 2 x 2 first block."""
     post = model.marginal_posterior()
-    structure, (mu0, inv_scale) = model._marginal_parts()
+    structure, (mu0, inv_scale) = model.marginal_parts()
     first = structure.blocks[0]
     sd = np.exp(theta[:2])
     r = np.tanh(theta[2])
@@ -178,7 +178,7 @@ def test_c_callback_matches_its_pieces_called_directly():
                                              post.rest_eta, w, chol, w_rest, chol_rest)
     g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_fac)
     structure = post.structure
-    value, g_sigma = marginal_logp_grad(chol, chol_rest, sigma, *post._data, g_chol, g_rest,
+    value, g_sigma = marginal_logp_grad(chol, chol_rest, sigma, *post.kernel_arrays, g_chol, g_rest,
                                         np.empty(structure.r - 1),
                                         np.empty((structure.m1, q1)))
     ref_grad = np.zeros(post.ndim)
@@ -205,8 +205,8 @@ def test_partial_posterior_gradient_and_value(centered):
     from bayeslmm.bayes.partial_posterior import PartialPosterior
 
     model = _model("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)")
-    partial = model._partial_structure()
-    mu0, inv_scale = model._marginal_parts()[0].prior_arrays(model.priors)
+    partial = model.partial_structure()
+    mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
     post = PartialPosterior(partial, model.priors, mu0, inv_scale,
                             {b.factor: centered for b in partial.kept})
     rng = np.random.default_rng(4)

@@ -106,7 +106,7 @@ def public_names(spec: ModelSpec) -> list[str]:
 def _named(prior: Prior, name: str, params: dict, shape: int):
     import pymc as pm
 
-    return getattr(pm, prior._pymc_name)(name, **params, shape=shape)
+    return getattr(pm, prior.pymc_name)(name, **params, shape=shape)
 
 
 def _sd_dist(priors: list[Prior], q: int):
@@ -117,7 +117,7 @@ def _sd_dist(priors: list[Prior], q: int):
         raise ValueError("the SD priors of one correlated block must be of one family")
     prior = priors[0]
     params = {k: np.array([p.params()[k] for p in priors]) for k in prior.params()}
-    return getattr(pm, prior._pymc_name).dist(**params, shape=q)
+    return getattr(pm, prior.pymc_name).dist(**params, shape=q)
 
 
 def build_pymc_model(spec: ModelSpec, priors: ResolvedPriors,

@@ -48,7 +48,7 @@ KERNEL_SIG = types.int64(*[types.int64] * 5, types.double, *[_DOUBLES] * 3,
 def pack(post, kernel_address: int) -> np.ndarray:
     """The buffer both callbacks read, for a ``MarginalPosterior`` and the address of the
     compiled kernel callback."""
-    cross_first, cross, cross_rest, rest, mu0, wprior, n_obs = post._data
+    cross_first, cross, cross_rest, rest, mu0, wprior, n_obs = post.kernel_arrays
     m1, q1 = cross_first.shape[0], cross_first.shape[1]
     r, p = cross_rest.shape[0], len(mu0)
     parts = [cross_first.ravel(), cross.ravel(), cross_rest.ravel(), rest.ravel(),

@@ -334,7 +334,7 @@ class MarginalStructure:
         z1y = np.asarray(self._z1.T @ y.T).T.reshape(len(y), self.m1, self.q1)
         cross = np.repeat(self.cross[None], len(y), axis=0)
         cross[:, -1] = z1y
-        xy = y @ self._xc
+        xy = y @ self.xc
         cross_rest = np.repeat(self.cross_rest[None], len(y), axis=0)
         cross_rest[:, -1, :-1] = cross_rest[:, :-1, -1] = xy
         cross_rest[:, -1, -1] = np.einsum("dn,dn->d", y, y)
@@ -345,7 +345,7 @@ class MarginalStructure:
         return self.blocks[0].sparse_z().tocsr()
 
     @cached_property
-    def _xc(self) -> np.ndarray:
+    def xc(self) -> np.ndarray:
         return self.spec.X - self.center
 
     def _draw_chunk(self, chol_first, rest, sigma, mu0, inv_scale, rng, stats=None):

@@ -147,7 +147,7 @@ class MarginalPosterior(CovarianceLayout):
                  inv_scale: np.ndarray):
         super().__init__(structure.blocks[0], structure.blocks[1:], priors)
         self.structure = structure
-        self._data = (
+        self.kernel_arrays = (
             np.ascontiguousarray(structure.cross_first), np.ascontiguousarray(structure.cross),
             np.ascontiguousarray(structure.cross_rest),
             np.ascontiguousarray(structure.rest, dtype=np.int64),

@@ -98,7 +98,7 @@ class Model:
         return self._pymc_model
 
     # -- choice of sampler ---------------------------------------------------------------
-    def _marginal_parts(self):
+    def marginal_parts(self):
         if self._marginal is None:
             structure = MarginalStructure(self.spec)
             arrays = structure.prior_arrays(self.priors) if structure.eligible else None
@@ -107,7 +107,7 @@ class Model:
 
     def marginal_unavailable(self) -> str | None:
         """Why the marginal sampler cannot be used for this model (None when it can)."""
-        structure, arrays = self._marginal_parts()
+        structure, arrays = self.marginal_parts()
         if not structure.eligible:
             return ("the random effects of the blocks after the one with the most levels must "
                     f"add up to at most a few hundred (here {structure.rz})")
@@ -115,16 +115,16 @@ class Model:
             return "every fixed-effect prior must be Normal or Flat"
         return None
 
-    def _partial_structure(self) -> PartialStructure:
+    def partial_structure(self) -> PartialStructure:
         if self._partial is None:
             self._partial = PartialStructure(self.spec)
         return self._partial
 
     def partial_unavailable(self) -> str | None:
         """Why the partial sampler cannot be used (None when it can)."""
-        if self._marginal_parts()[0].prior_arrays(self.priors) is None:
+        if self.marginal_parts()[0].prior_arrays(self.priors) is None:
             return "every fixed-effect prior must be Normal or Flat"
-        partial = self._partial_structure()
+        partial = self.partial_structure()
         if not partial.eligible:
             return ("it needs a second random-effect block, on another factor than the one "
                     "with the most levels")
@@ -177,9 +177,9 @@ class Model:
             reason = self.partial_unavailable()
             if reason:
                 raise ValueError(reason)
-            arrays = self._marginal_parts()[0].prior_arrays(self.priors)
+            arrays = self.marginal_parts()[0].prior_arrays(self.priors)
             self._partial_model = build_partial_model(
-                self.spec, self.priors, self._partial_structure(), *arrays,
+                self.spec, self.priors, self.partial_structure(), *arrays,
                 centered=self.partial_centered())
         return self._partial_model
 
@@ -187,7 +187,7 @@ class Model:
     def marginal_model(self):
         """The ``pm.Model`` of the covariance parameters with b and beta integrated out."""
         if self._marginal_model is None:
-            structure, arrays = self._marginal_parts()
+            structure, arrays = self.marginal_parts()
             if arrays is None:
                 raise ValueError(self.marginal_unavailable())
             self._marginal_model = build_marginal_model(self.spec, self.priors, structure,
@@ -354,7 +354,7 @@ class Model:
             raise ValueError("tune must be at least 1 with the nutpie backend (it adapts the "
                              "step size while tuning); pass backend='pymc' for tune=0")
         if chosen == "marginal" and backend == "pymc" and \
-                not self._marginal_parts()[0].graph_eligible:
+                not self.marginal_parts()[0].graph_eligible:
             raise ValueError("the marginal sampler on PyMC's NUTS takes 1 x 1 blocks after the "
                              "largest one only; use backend='nutpie' (the default)")
         if chosen == "marginal" and backend != "pymc":
@@ -411,19 +411,19 @@ class Model:
         return fit
 
     def _partial_on_nutpie(self) -> bool:
-        return all(b.q == 1 for b in self._partial_structure().kept)
+        return all(b.q == 1 for b in self.partial_structure().kept)
 
     # -- the marginal and partial samplers on nutpie ---------------------------------------
     def marginal_posterior(self) -> MarginalPosterior:
         """The marginal sampler's numba log density over unconstrained theta (cached)."""
         if self._marginal_posterior is None:
-            structure, arrays = self._marginal_parts()
+            structure, arrays = self.marginal_parts()
             if arrays is None or not structure.eligible:
                 raise ValueError(self.marginal_unavailable())
             self._marginal_posterior = MarginalPosterior(structure, self.priors, *arrays)
         return self._marginal_posterior
 
-    def _block_covariances(self, posterior) -> dict[int, np.ndarray]:
+    def block_covariances(self, posterior) -> dict[int, np.ndarray]:
         """G of every block for every draw, (chain * draw, q, q), keyed by id(block)."""
         out = {}
         for group in self.groups:
@@ -446,9 +446,9 @@ class Model:
         ``r_<factor>`` to ``posterior`` (same names and dims as the full sampler)."""
         import xarray as xr
 
-        structure, (mu0, inv_scale) = self._marginal_parts()
+        structure, (mu0, inv_scale) = self.marginal_parts()
         chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-        covs = self._block_covariances(posterior)
+        covs = self.block_covariances(posterior)
         first = covs[id(structure.blocks[0])]
         jitter = 1e-12 * np.trace(first, axis1=1, axis2=2)[:, None, None]
         chol_first = np.linalg.cholesky(first + jitter * np.eye(structure.q1))
@@ -482,12 +482,12 @@ class Model:
         """Draw beta and the largest factor's effects given each draw of the others."""
         import xarray as xr
 
-        partial = self._partial_structure()
+        partial = self.partial_structure()
         single = partial.single
-        mu0, inv_scale = self._marginal_parts()[0].prior_arrays(self.priors)
+        mu0, inv_scale = self.marginal_parts()[0].prior_arrays(self.priors)
         chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
         first_group = next(g for g in self.groups if g.factor == partial.first.factor)
-        covs = self._block_covariances(posterior)
+        covs = self.block_covariances(posterior)
         first = covs[id(partial.first)]
         jitter = 1e-12 * np.trace(first, axis1=1, axis2=2)[:, None, None]
         chol_first = np.linalg.cholesky(first + jitter * np.eye(single.q1))

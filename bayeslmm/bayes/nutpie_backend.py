@@ -185,8 +185,8 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
 
     from .partial_posterior import PartialPosterior
 
-    partial = model._partial_structure()
-    mu0, inv_scale = model._marginal_parts()[0].prior_arrays(model.priors)
+    partial = model.partial_structure()
+    mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
     post = PartialPosterior(partial, model.priors, mu0, inv_scale, model.partial_centered())
     blocks = [partial.first, *partial.kept]
     start = (covariance_start(model, post.covariance, blocks) if init == "reml"

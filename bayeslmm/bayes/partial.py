@@ -44,5 +44,5 @@ class PartialStructure:
         value, g_chol, _, g_sigma, beta_c, b1 = single.logp_and_grad(
             chol_first, np.zeros(0), sigma, mu0, inv_scale, cross[0], cross_rest[0], modes=True)
         first = self.first
-        resid = y_adj - single._xc @ beta_c - (b1[first.codes] * first.columns).sum(axis=1)
+        resid = y_adj - single.xc @ beta_c - (b1[first.codes] * first.columns).sum(axis=1)
         return value, g_chol, g_sigma, -resid / sigma**2

@@ -65,7 +65,7 @@ class PartialPosterior:
             np.ascontiguousarray(single.cross_first), np.ascontiguousarray(single.cross),
             np.ascontiguousarray(single.cross_rest), np.asarray(mu0, dtype=float),
             np.asarray(inv_scale, dtype=float) ** 2, np.ascontiguousarray(spec.y, dtype=float),
-            np.ascontiguousarray(single._xc), np.ascontiguousarray(first.codes, dtype=np.int64),
+            np.ascontiguousarray(single.xc), np.ascontiguousarray(first.codes, dtype=np.int64),
             np.ascontiguousarray(first.columns, dtype=float),
             np.ascontiguousarray(np.array([b.codes for b in self.kept], dtype=np.int64)),
             np.ascontiguousarray(np.array([b.columns[:, 0] for b in self.kept], dtype=float)))

@@ -70,14 +70,14 @@ class Prior:
         """A PyMC random variable (``name`` given, inside a model) or a ``.dist``."""
         import pymc as pm
 
-        dist = getattr(pm, self._pymc_name)
+        dist = getattr(pm, self.pymc_name)
         params = self._pymc_params()
         if name is None:
             return dist.dist(**params, **kwargs)
         return dist(name, **params, **kwargs)
 
     @property
-    def _pymc_name(self) -> str:
+    def pymc_name(self) -> str:
         return type(self).__name__
 
     def _pymc_params(self) -> dict[str, float]:

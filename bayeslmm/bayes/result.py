@@ -228,7 +228,7 @@ class BayesFit:
         """Effects of unseen levels drawn from N(0, G) of each draw (one per new label)."""
         chains, draws = self.posterior.sizes["chain"], self.posterior.sizes["draw"]
         q = len(group.terms)
-        block_covs = self.model._block_covariances(self.posterior)  # (c * d, q_k, q_k)
+        block_covs = self.model.block_covariances(self.posterior)  # (c * d, q_k, q_k)
         cov = np.zeros((chains * draws, q, q))  # block diagonal over the factor's blocks
         offset = 0
         for block in group.blocks:
