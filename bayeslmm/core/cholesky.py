@@ -156,8 +156,8 @@ class BlockedSystem:
             return lower
         # Lt' S Lt mixes rows and columns: it needs both triangles (issue 10: a q >= 2 block
         # after the first raised LinAlgError, or gave a wrong finite criterion, here)
-        upper = np.triu_indices(self.r, 1)
-        lower[upper] = lower.T[upper]
+        lower = np.tril(lower)
+        lower += np.tril(lower, -1).T
         return lower
 
     def _scale_rest(self, dense: np.ndarray, lambdas: list[np.ndarray]) -> np.ndarray:
@@ -181,7 +181,11 @@ class BlockedSystem:
             for m, lam in zip(self._rest_m, lambdas, strict=True):
                 q = lam.shape[0]
                 sl = slice(at, at + m * q)
-                out[:, sl] = (out[:, sl].reshape(self.r, m, q) @ lam).reshape(self.r, m * q)
+                if q == 1:
+                    out[:, sl] *= lam[0, 0]
+                else:
+                    out[:, sl] = (out[:, sl].reshape(self.r, m, q) @ lam).reshape(self.r,
+                                                                                   m * q)
                 at += m * q
         return out
 
