@@ -131,16 +131,6 @@ class RandomBlock:
             (self.columns.ravel(), (rows, cols)), shape=(n, self.n_effects)
         )
 
-    def level_crossproducts(self) -> np.ndarray:
-        """Z_j'Z_j for every level j: (n_levels, q, q) sums of columns[i] columns[i]'."""
-        cross = np.empty((self.n_levels, self.q, self.q))
-        for a in range(self.q):
-            for b in range(a, self.q):
-                cross[:, a, b] = cross[:, b, a] = np.bincount(
-                    self.codes, weights=self.columns[:, a] * self.columns[:, b],
-                    minlength=self.n_levels)
-        return cross
-
     def z_times(self, effects: np.ndarray) -> np.ndarray:
         """Z b for effects given as an (n_levels, q) array (or (..., n_levels, q))."""
         return np.einsum("...iq,iq->...i", effects[..., self.codes, :], self.columns)

@@ -77,10 +77,6 @@ class MarginalStructure:
         self.cross_rest = stats.rest
 
     @cached_property
-    def _cross_2d(self) -> np.ndarray:
-        return self.cross.reshape(self.r, -1)
-
-    @cached_property
     def _diag_q(self) -> np.ndarray:
         return np.arange(self.q1)
 
