@@ -143,10 +143,14 @@ class ThetaLayout:
             self.slices.append(slice(start, start + s.size))
             start += s.size
         self.size = start
-        self.diagonal = (np.concatenate([s.diagonal for s in self.structures])
-                         if self.structures else np.zeros(0, dtype=bool))
-        self.lower = np.where(self.diagonal, 0.0, -np.inf)
-        self.initial = np.where(self.diagonal, 1.0, 0.0)
+        def joined(name, dtype):
+            parts = [np.asarray(getattr(s, name), dtype=dtype) for s in self.structures]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        # each structure owns its bounds and start (an ar1's phi is not bounded like an SD)
+        self.diagonal = joined("diagonal", bool)
+        self.lower = joined("lower", float)
+        self.initial = joined("initial", float)
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         return [s.lambda_of(theta[sl]) for s, sl in zip(self.structures, self.slices,
