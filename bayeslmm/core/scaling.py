@@ -102,9 +102,6 @@ class DataScaling:
         """e_k of block k (spec order)."""
         return self.z_scales[k]
 
-    def lambda_back(self, lam_scaled: np.ndarray, k: int) -> np.ndarray:
-        return lam_scaled / self.z_scales[k][:, None]
-
     def effects_back(self, effects_scaled: np.ndarray, k: int) -> np.ndarray:
         return self.y_scale * effects_scaled / self.z_scales[k][None, :]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ..core.cholesky import BlockedSystem, Factorization
+from ..core.cholesky import BlockedSystem
 from ..core.scaling import DataScaling
 from ..spec import ModelSpec
 
@@ -63,14 +63,6 @@ class Deviance:
         self._scales = [self.scaling.block_scale(k) for k in self.order]
         self.n_evals = 0
 
-    @property
-    def size(self) -> int:
-        return self.layout.size
-
-    @property
-    def lower(self) -> np.ndarray:
-        return self.layout.lower
-
     # -- theta in the data's units and in the optimizer's -------------------------------
     def scaled_theta(self, theta: np.ndarray) -> np.ndarray:
         return self.layout.rescaled(np.asarray(theta, dtype=float), self._scales)
@@ -90,9 +82,6 @@ class Deviance:
         value = self.system.objective(self.scaled_theta(theta), self.reml)
         return self.scaling.criterion_back(value, self.reml)
 
-    def factorize(self, theta_scaled: np.ndarray) -> Factorization:
-        return self.system.factorize(theta_scaled)
-
     # -- estimates --------------------------------------------------------------------------
     def estimates(self, theta: np.ndarray | None = None, *,
                   theta_scaled: np.ndarray | None = None) -> Estimates:
@@ -108,14 +97,13 @@ class Deviance:
         rx = system.fixed_precision_factor(fac)
         rx_inv = sla.solve_triangular(rx, np.eye(spec.p), lower=True) if spec.p else rx
         vcov_s = sigma_s**2 * (rx_inv.T @ rx_inv)
-        lambdas = [scaling.lambda_back(lam, k) for lam, k in
-                   zip(fac.lambdas, self.order, strict=True)]
+        theta = self.unscaled_theta(theta_scaled)
         effects = [scaling.effects_back(u @ lam.T, k) for u, lam, k in
                    zip(modes, fac.lambdas, self.order, strict=True)]
         criterion = scaling.criterion_back(system.criterion(fac, self.reml), self.reml)
         deviance_ml = (criterion if not self.reml else
                        scaling.criterion_back(system.criterion(fac, reml=False), False))
         return Estimates(
-            theta=self.layout.theta(lambdas), lambdas=lambdas, beta=scaling.beta(beta_s),
+            theta=theta, lambdas=self.layout.lambdas(theta), beta=scaling.beta(beta_s),
             vcov_beta=scaling.vcov_beta(vcov_s), sigma=scaling.y_scale * sigma_s,
             effects=effects, criterion=float(criterion), deviance_ml=float(deviance_ml))
