@@ -99,13 +99,15 @@ class MarginalStructure:
         return [np.atleast_2d(np.asarray(f, dtype=float)) / sigma for f in rest]
 
     def rest_transform(self, lams: list[np.ndarray]) -> np.ndarray:
-        """Lt = blockdiag_k(I_{m_k} (x) lambda_k, I_{p+1}) as a dense r x r matrix."""
-        lt = np.eye(self.r)
+        """Lt = blockdiag_k(I_{m_k} (x) lambda_k, I_{p+1}) as a dense r x r matrix; with
+        lambdas of shape (D, q_k, q_k), one per draw: (D, r, r)."""
+        batch = lams[0].shape[:-2] if lams else ()
+        lt = np.broadcast_to(np.eye(self.r), batch + (self.r, self.r)).copy()
         at = 0
         for levels, lam in zip(self.rest_levels, lams, strict=True):
-            q = lam.shape[0]
+            q = lam.shape[-1]
             for _ in range(levels):
-                lt[at:at + q, at:at + q] = lam
+                lt[..., at:at + q, at:at + q] = lam
                 at += q
         return lt
 
@@ -362,14 +364,9 @@ class MarginalStructure:
         cw = np.einsum("Drja,Djab->Drjb", cross, weights, optimize=True)
         cwc = np.einsum("Drjb,Dsjb->Drs", cw, cross, optimize=True)
         schur = cross_rest - cwc
-        lams = [f / sigma[:, None, None] for f in rest]
-        lt = np.broadcast_to(np.eye(r), (n_draws, r, r)).copy()  # blockdiag(I (x) lam_k, I)
-        offset = 0
-        for levels, lam in zip(self.rest_levels, lams, strict=True):
-            q = lam.shape[-1]
-            for _ in range(levels):
-                lt[:, offset:offset + q, offset:offset + q] = lam
-                offset += q
+        lt = self.rest_transform([f / sigma[:, None, None] for f in rest])
+        if not rest:
+            lt = np.broadcast_to(lt, (n_draws, r, r))
         schur = np.swapaxes(lt, 1, 2) @ schur @ lt
         idx = np.arange(rz)
         schur[:, idx, idx] += 1.0
