@@ -449,14 +449,8 @@ class Model:
         structure, (mu0, inv_scale) = self.marginal_parts()
         chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
         covs = self.block_covariances(posterior)
-        first = covs[id(structure.blocks[0])]
-        jitter = 1e-12 * np.trace(first, axis1=1, axis2=2)[:, None, None]
-        chol_first = np.linalg.cholesky(first + jitter * np.eye(structure.q1))
-        sd_rest = []  # Cholesky factors of the other blocks' G per draw
-        for block in structure.blocks[1:]:
-            cov = covs[id(block)]
-            jitter_k = 1e-12 * np.trace(cov, axis1=1, axis2=2)[:, None, None]
-            sd_rest.append(np.linalg.cholesky(cov + jitter_k * np.eye(block.q)))
+        chol_first = _draw_cholesky(covs[id(structure.blocks[0])])
+        sd_rest = [_draw_cholesky(covs[id(b)]) for b in structure.blocks[1:]]  # per draw
         sigma = posterior["sigma"].to_numpy().reshape(-1)
         beta, effects = structure.conditional_draws(chol_first, sd_rest, sigma, mu0, inv_scale,
                                                     rng)
@@ -488,9 +482,7 @@ class Model:
         chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
         first_group = next(g for g in self.groups if g.factor == partial.first.factor)
         covs = self.block_covariances(posterior)
-        first = covs[id(partial.first)]
-        jitter = 1e-12 * np.trace(first, axis1=1, axis2=2)[:, None, None]
-        chol_first = np.linalg.cholesky(first + jitter * np.eye(single.q1))
+        chol_first = _draw_cholesky(covs[id(partial.first)])
         sigma = posterior["sigma"].to_numpy().reshape(-1)
         kept = [(g, posterior[f"r_{g.factor}"].to_numpy().reshape(
             chains * draws, len(g.levels), -1)) for g in self.groups if g is not first_group]
@@ -522,3 +514,10 @@ class Model:
                 f"  fixed: {', '.join(self.spec.x_names)}\n  groups: {groups}\n"
                 f"  priors:\n" + "\n".join("    " + line for line in str(self.priors)
                                            .splitlines()))
+
+
+def _draw_cholesky(covs: np.ndarray) -> np.ndarray:
+    """Cholesky factors of a stack of covariance draws (D, q, q), with a relative jitter of
+    1e-12 of the trace so a draw with an SD underflowed to zero still factors."""
+    jitter = 1e-12 * np.trace(covs, axis1=1, axis2=2)[:, None, None]
+    return np.linalg.cholesky(covs + jitter * np.eye(covs.shape[-1]))
