@@ -56,3 +56,24 @@ def sleep_fit(sleepstudy):
 
     return bayeslmm.fit("Reaction ~ Days + (Days | Subject)", sleepstudy, draws=150, tune=300,
                         chains=2, random_seed=7, progressbar=False)
+
+
+def central_differences(func, theta, step: float = 1e-6) -> np.ndarray:
+    """Numeric gradient of ``func(theta) -> (value, ...)`` (its first output) by central
+    differences along each axis."""
+    theta = np.asarray(theta, dtype=float)
+    return np.array([(func(theta + step * e)[0] - func(theta - step * e)[0]) / (2 * step)
+                     for e in np.eye(theta.size)])
+
+
+def assert_draws_match_reml(beta, effects, reml, draws: int, atol_floor: float = 0.0):
+    """Conditional draws at the REML (G, sigma) with flat priors: beta's mean is the GLS
+    estimate (within 4 Monte Carlo SEs), its SD the REML SE (5%), each effect's mean the
+    BLUP (within 4 Monte Carlo SEs of the widest effect, plus ``atol_floor``)."""
+    se = reml.se.to_numpy()
+    assert np.all(np.abs(beta.mean(axis=0) - reml.beta) < 4 * se / np.sqrt(draws))
+    np.testing.assert_allclose(beta.std(axis=0), se, rtol=0.05)
+    for eff, blup in zip(effects, reml.effects, strict=True):
+        spread = eff.std(axis=0)
+        np.testing.assert_allclose(eff.mean(axis=0), blup,
+                                   atol=float(4 * spread.max() / np.sqrt(draws)) + atol_floor)

@@ -10,6 +10,8 @@ import bayeslmm
 from bayeslmm.bayes.marginal import MarginalStructure
 from bayeslmm.datasets import load
 
+from .conftest import assert_draws_match_reml
+
 CASES = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
@@ -76,13 +78,7 @@ def test_conditional_means_are_reml_estimates_at_reml_parameters():
         beta, effects = structure.conditional_draws(
             chol, sd_rest, sigma, np.zeros(reml.spec.p), np.zeros(reml.spec.p),
             np.random.default_rng(0))
-        se = reml.se.to_numpy()
-        assert np.all(np.abs(beta.mean(axis=0) - reml.beta) < 4 * se / np.sqrt(draws))
-        np.testing.assert_allclose(beta.std(axis=0), se, rtol=0.05)
-        for eff, blup in zip(effects, reml.effects, strict=True):
-            spread = eff.std(axis=0)
-            np.testing.assert_allclose(eff.mean(axis=0), blup, atol=float(
-                4 * spread.max() / np.sqrt(draws)))
+        assert_draws_match_reml(beta, effects, reml, draws)
 
 
 def test_partial_logp_gradient_matches_finite_differences():

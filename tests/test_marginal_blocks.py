@@ -16,6 +16,8 @@ from bayeslmm.bayes.kernel_cfunc import marginal_logp_grad
 from bayeslmm.bayes.marginal import MarginalStructure
 from bayeslmm.bayes.model import Model
 
+from .conftest import assert_draws_match_reml, central_differences
+
 
 def _crossed(seed=4) -> pd.DataFrame:
     """Subjects x items with a correlated slope on both (a small kb07), 3 x 3 on items."""
@@ -112,10 +114,7 @@ def test_posterior_gradient_matches_finite_differences(formula):
     theta = rng.normal(0, 0.4, post.ndim)
     value, grad = post.logp_and_grad(theta)
     assert np.isfinite(value)
-    step = 1e-6
-    numeric = [(post.logp_and_grad(theta + step * e)[0]
-                - post.logp_and_grad(theta - step * e)[0]) / (2 * step)
-               for e in np.eye(post.ndim)]
+    numeric = central_differences(post.logp_and_grad, theta)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
 
 
@@ -134,13 +133,7 @@ def test_conditional_means_are_reml_estimates_at_reml_parameters():
     beta, effects = structure.conditional_draws(
         chol, rest, np.full(draws, reml.sigma), np.zeros(reml.spec.p), np.zeros(reml.spec.p),
         np.random.default_rng(0))
-    se = reml.se.to_numpy()
-    assert np.all(np.abs(beta.mean(axis=0) - reml.beta) < 4 * se / np.sqrt(draws))
-    np.testing.assert_allclose(beta.std(axis=0), se, rtol=0.05)
-    for eff, blup in zip(effects, reml.effects, strict=True):
-        spread = eff.std(axis=0)
-        np.testing.assert_allclose(eff.mean(axis=0), blup,
-                                   atol=float(4 * spread.max() / np.sqrt(draws)) + 1e-9)
+    assert_draws_match_reml(beta, effects, reml, draws, atol_floor=1e-9)
 
 
 def test_marginal_sampler_runs_with_slopes_on_both_factors():
