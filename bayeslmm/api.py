@@ -6,6 +6,7 @@ import pandas as pd
 
 from .design import build_spec
 from .reml import fit_reml
+from .residual import ResidualModel, fit_structured, parse_residual
 
 __all__ = ["fit"]
 
@@ -18,6 +19,8 @@ def fit(
     method: str = "nuts",
     *,
     missing: str = "drop",
+    residual: str | None = None,
+    sigma: str | None = None,
     **kwargs,
 ):
     """Fit a linear mixed model written as an lme4/brms-style formula.
@@ -33,6 +36,13 @@ def fit(
         profiled-deviance fit by restricted or full maximum likelihood.
     missing : {"drop", "raise"}
         What to do with rows that have missing values in used columns.
+    residual : str, optional
+        An R-side structure of the residuals within a group, ``"STRUCT(occasion | group)"``
+        with STRUCT one of ``us, diag, cs, csh, ar1, car1, toep`` (docs/residuals.md).
+        Default: independent residuals, sigma^2 I.  A formula without random terms is then
+        fitted by generalized least squares (nlme's ``gls``).
+    sigma : str, optional
+        ``"~ f"``: a residual SD per level of f (nlme's ``varIdent``, brms's ``sigma ~ f``).
     **kwargs
         Passed to the engine (for REML/ML: ``start``, ``max_evals``; for NUTS: ``priors``,
         ``centered`` (see :class:`bayeslmm.Model`) and :meth:`bayeslmm.Model.fit`'s
@@ -45,9 +55,18 @@ def fit(
     key = str(method).lower()
     if key not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    term = parse_residual(residual, sigma)
     if key in ("reml", "ml"):
-        spec = build_spec(formula, data, missing=missing)
-        return fit_reml(spec, reml=key == "reml", **kwargs)
+        spec = build_spec(formula, data, missing=missing, extra_columns=tuple(term.columns))
+        if term.kind == "iid" and not term.variance_by and spec.blocks:
+            return fit_reml(spec, reml=key == "reml", **kwargs)
+        rows = data.iloc[spec.row_positions] if spec.row_positions is not None else data
+        model = ResidualModel(term, rows.reset_index(drop=True))
+        return fit_structured(spec, model, reml=key == "reml", **kwargs)
+    if term.kind != "iid" or term.variance_by:
+        raise NotImplementedError(
+            "Bayesian fits with residual= or sigma= are not built yet (docs/residuals.md); "
+            "use method='reml' or 'ml'")
     from .bayes import Model  # ArviZ is imported when sampling starts, PyMC only if needed
 
     model = Model(formula, data, missing=missing, priors=kwargs.pop("priors", None),

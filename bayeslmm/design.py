@@ -258,7 +258,8 @@ def _random_blocks(
     return blocks
 
 
-def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> ModelSpec:
+def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop",
+               extra_columns: tuple[str, ...] = ()) -> ModelSpec:
     """Turn an lme4-style formula and a DataFrame into a :class:`ModelSpec`.
 
     Parameters
@@ -271,6 +272,9 @@ def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> Model
     missing : {"drop", "raise"}
         Rows with a missing value in any used column are dropped with a warning that
         counts them (default) or make this function raise.
+    extra_columns : tuple of str
+        Further columns the model uses (a residual structure's occasion and group): checked
+        and their missing values dropped like the formula's.
 
     Returns
     -------
@@ -302,6 +306,7 @@ def build_spec(formula: str, data: pd.DataFrame, missing: str = "drop") -> Model
     for term in parsed.random:
         used |= _variables(term.expr, formula) if term.expr not in ("0", "1") else set()
         used |= set(term.group)
+    used |= set(extra_columns)
     _check_columns(used, data, formula)
     if "Intercept" in used:
         raise ValueError(

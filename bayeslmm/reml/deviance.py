@@ -51,12 +51,15 @@ class Deviance:
         At least one random-effects block.
     reml : bool
         REML criterion (True) or ML deviance.
+    scaling : DataScaling, optional
+        The unit-scale copy to work on and its maps back (default ``DataScaling.of(spec)``);
+        the residual structures pass a whitened copy with the original maps.
     """
 
-    def __init__(self, spec: ModelSpec, reml: bool = True):
+    def __init__(self, spec: ModelSpec, reml: bool = True, scaling: DataScaling | None = None):
         self.spec = spec
         self.reml = bool(reml)
-        self.scaling = DataScaling.of(spec)
+        self.scaling = DataScaling.of(spec) if scaling is None else scaling
         self.system = BlockedSystem(self.scaling.scaled)
         self.order = self.system.order
         self.layout = self.system.layout

@@ -44,6 +44,8 @@ class RemlFit:
     n_evals: int
     is_singular: bool
     elapsed: float
+    residual_model: object | None = None     # residual.ResidualModel (R-side structure)
+    residual_params: np.ndarray | None = None
 
     # -- fixed effects -------------------------------------------------------------------
     @property
@@ -155,7 +157,50 @@ class RemlFit:
 
     @property
     def n_params(self) -> int:
-        return self.spec.p + self.theta.size + 1
+        """Fixed effects, theta, sigma and the residual structure's parameters."""
+        extra = 0 if self.residual_params is None else self.residual_params.size
+        return self.spec.p + self.theta.size + 1 + extra
+
+    # -- the residual structure ----------------------------------------------------------
+    @property
+    def residual_structure(self) -> pd.DataFrame:
+        """Residual parameters in the data's units, indexed by name (``sigma``, ``phi``,
+        ``rho``, ``sd[visit]``, ``cor[a, b]``, ``sd_ratio[level]``), column ``estimate``."""
+        if self.residual_model is None:
+            return pd.DataFrame({"estimate": [self.sigma]},
+                                index=pd.Index(["sigma"], name="parameter"))
+        return self.residual_model.report(self.residual_params, self.sigma)
+
+    def residual_cov(self) -> pd.DataFrame:
+        """Occasion x occasion covariance of the residuals (sigma^2 included), labelled by
+        occasion; with ``sigma="~ f"`` at the first level of f (ratio 1)."""
+        if self.residual_model is None:
+            return pd.DataFrame([[self.sigma**2]], index=["(all)"], columns=["(all)"])
+        return self.residual_model.covariance(self.residual_params, self.sigma)
+
+    def resid(self, type: str = "raw") -> pd.Series:  # noqa: A002 - nlme's argument name
+        """Residuals as nlme's ``resid(fit, type=)``: ``"raw"`` (response minus conditional
+        fitted values), ``"pearson"`` (raw / their modelled SD) or ``"normalized"``
+        (whitened by the estimated residual correlation: iid N(0, 1) under the model)."""
+        raw = self.spec.response_values - self._fitted_array()
+        if type == "raw":
+            values = raw
+        elif type in ("pearson", "normalized"):
+            model = self.residual_model
+            if model is None:
+                values = raw / self.sigma
+            elif type == "normalized":
+                values = model.normalized(raw, self.residual_params, self.sigma)
+            else:
+                values = raw / (self.sigma * model.row_sds(self.residual_params))
+        else:
+            raise ValueError(f"type must be 'raw', 'pearson' or 'normalized', got {type!r}")
+        return pd.Series(values, index=self.spec.row_index, name=f"{type} residual")
+
+    @property
+    def normalized_residuals(self) -> pd.Series:
+        """``resid(type="normalized")``."""
+        return self.resid("normalized")
 
     @property
     def aic(self) -> float:
@@ -187,11 +232,16 @@ class RemlFit:
     # -- printing ------------------------------------------------------------------------
     def summary(self) -> SummaryText:
         """A table like lme4's ``summary()``."""
+        kind = ("Linear mixed model" if self.spec.blocks else
+                "Generalized least squares" if self.residual_model is not None
+                and self.residual_model.size else "Linear model")
         lines = [
-            f"Linear mixed model fit by {self.method} (bayeslmm)",
+            f"{kind} fit by {self.method} (bayeslmm)",
             f"Formula: {self.spec.formula}",
-            "",
         ]
+        if self.residual_model is not None:
+            lines.append(f"Residual structure: {self.residual_model.term.text()}")
+        lines.append("")
         if self.method == "REML":
             lines.append(f"REML criterion at convergence: {self.criterion:.1f}")
         else:
@@ -199,14 +249,17 @@ class RemlFit:
                 f"     AIC      BIC   logLik deviance\n"
                 f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f}"
             )
-        scaled = self.residuals.to_numpy() / self.sigma
+        scaled = self.resid("pearson").to_numpy()
         qs = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
         lines += ["", "Scaled residuals:",
                   "     Min       1Q   Median       3Q      Max",
                   " ".join(f"{v:8.4f}" for v in qs), "", "Random effects:"]
         lines.append(_random_table(self))
+        if self.residual_model is not None and self.residual_model.size:
+            lines += ["", "Residual structure:",
+                      self.residual_structure.to_string(float_format=lambda v: f"{v:.4g}")]
         groups = ", ".join(f"{k}, {v}" for k, v in self.ngroups.items())
-        lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        lines.append(f"Number of obs: {self.nobs}" + (f", groups:  {groups}" if groups else ""))
         if self.spec.n_dropped:
             lines.append(f"({self.spec.n_dropped} rows dropped for missing values)")
         lines += ["", "Fixed effects:"]
@@ -233,7 +286,9 @@ class RemlFit:
         status = "converged" if self.converged else f"NOT converged ({self.optimizer_message})"
         singular = ", boundary (singular) fit" if self.is_singular else ""
         crit = "REML criterion" if self.method == "REML" else "deviance"
-        return (f"RemlFit {self.method}: {self.spec.formula}\n"
+        structure = (f"; residual {self.residual_model.term.text()}"
+                     if self.residual_model is not None else "")
+        return (f"RemlFit {self.method}: {self.spec.formula}{structure}\n"
                 f"  rows {self.nobs}{dropped}; levels: {groups}\n"
                 f"  {crit} {self.criterion:.2f}, logLik {self.loglik:.2f}, AIC {self.aic:.1f}, "
                 f"BIC {self.bic:.1f}; {status} in {self.n_evals} evaluations{singular}")
@@ -243,8 +298,11 @@ class RemlFit:
 
     def __repr__(self) -> str:
         vc = self.varcorr.fillna("")
-        return (f"{self._header()}\n\nFixed effects:\n{self._fixed_table().to_string()}"
+        text = (f"{self._header()}\n\nFixed effects:\n{self._fixed_table().to_string()}"
                 f"\n\nVariance components:\n{vc.to_string(index=False)}")
+        if self.residual_model is not None and self.residual_model.size:
+            text += f"\n\nResidual structure:\n{self.residual_structure.to_string()}"
+        return text
 
     def _repr_html_(self) -> str:
         head = "<br>".join(self._header().splitlines())

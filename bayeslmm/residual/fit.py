@@ -1,0 +1,74 @@
+"""``fit_structured``: REML/ML fit of a model with an R-side structure (or none, and no
+random effects: nlme's ``gls``), reported as a ``RemlFit``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from ..reml.optimize import SINGULAR_TOLERANCE, minimize_deviance
+from ..reml.result import RemlFit
+from ..spec import ModelSpec
+from .deviance import StructuredDeviance
+from .model import ResidualModel
+
+__all__ = ["fit_structured"]
+
+
+def fit_structured(spec: ModelSpec, residual: ResidualModel, reml: bool = True,
+                   start: np.ndarray | None = None, max_evals: int = 100_000) -> RemlFit:
+    """Fit ``spec`` with residual model ``residual`` by REML (default) or ML.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Random-effects blocks optional.
+    residual : ResidualModel
+        Built on the rows of ``spec``.
+    reml : bool
+    start : array, optional
+        Starting ``[theta, rho]``: lme4's theta (data units, engine order) then the residual
+        model's unconstrained parameters.
+    max_evals : int
+    """
+    started = time.perf_counter()
+    dev = StructuredDeviance(spec, residual, reml=reml)
+    if start is None:
+        x0 = dev.initial.copy()
+    else:
+        start = np.asarray(start, dtype=float)
+        if start.shape != (dev.size,):
+            raise ValueError(f"start must have {dev.size} values (theta, then the residual "
+                             f"parameters), got {start.shape}")
+        x0 = np.concatenate([dev.scaled_theta(start[: dev.n_theta]), start[dev.n_theta:]])
+    layout, n_theta = dev.layout, dev.n_theta
+
+    def reflections(params):
+        theta, rho = params[:n_theta], params[n_theta:]
+        return [np.concatenate([t, rho]) for t in layout.reflections(theta, SINGULAR_TOLERANCE)]
+
+    if dev.size:
+        params, _value, converged, message = minimize_deviance(
+            dev.scaled_objective, x0, dev.lower, max_evals,
+            reflections=reflections if n_theta else None)
+    else:  # ordinary least squares: nothing to optimize
+        params, converged, message = x0, True, "closed form"
+    theta_s = np.where(layout.diagonal, np.maximum(params[:n_theta], 0.0), params[:n_theta])
+    params = np.concatenate([theta_s, params[n_theta:]])
+    est = dev.estimates(params)
+    singular = bool(n_theta and np.any(theta_s[layout.diagonal] < SINGULAR_TOLERANCE))
+    if singular:
+        warnings.warn("boundary (singular) fit: see help('isSingular')", UserWarning,
+                      stacklevel=3)
+    if not converged:
+        warnings.warn(f"the optimizer did not converge ({message}); estimates may be off",
+                      UserWarning, stacklevel=3)
+    return RemlFit(
+        spec=spec, method="REML" if reml else "ML", block_order=dev.order, theta=est.theta,
+        lambdas=est.lambdas, beta=est.beta, vcov_beta=est.vcov_beta, sigma=est.sigma,
+        effects=est.effects, criterion=est.criterion, deviance_ml=est.deviance_ml,
+        converged=converged, optimizer_message=message, n_evals=dev.n_evals,
+        is_singular=singular, elapsed=time.perf_counter() - started,
+        residual_model=residual, residual_params=params[n_theta:].copy())
