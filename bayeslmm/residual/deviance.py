@@ -65,8 +65,7 @@ class StructuredDeviance:
         check_nested(spec, residual)
         self.spec, self.residual, self.reml = spec, residual, bool(reml)
         self.scaling = DataScaling.of(spec)
-        base = self.scaling.scaled
-        self._base = base
+        self.scaled_spec = self._base = self.scaling.scaled
         self.order = spec.block_order()
         self.layout = ThetaLayout([spec.blocks[k].q for k in self.order])
         self._scales = [self.scaling.block_scale(k) for k in self.order]

@@ -126,8 +126,13 @@ class Batch:
     rows: np.ndarray        # (n_groups, m) row indices
     positions: np.ndarray   # (n_groups, m) position index or time
     occasion: np.ndarray    # (n_groups, m) occasion index (for the SD ratios)
-    pattern: np.ndarray     # (n_groups,) index into ``patterns``
+    pattern: np.ndarray     # (n_groups,) index into ``patterns``, sorted
     patterns: np.ndarray    # (n_patterns, m) distinct positions
+
+    @property
+    def pattern_starts(self) -> np.ndarray:
+        """First group of each pattern (``pattern`` is sorted): for ``np.add.reduceat``."""
+        return np.searchsorted(self.pattern, np.arange(len(self.patterns)))
 
 
 class ResidualModel:
@@ -204,8 +209,10 @@ class ResidualModel:
             rows = order[starts[groups][:, None] + np.arange(m)[None, :]]
             pos = positions[rows]
             patterns, inverse = np.unique(pos, axis=0, return_inverse=True)
-            self.batches.append(Batch(rows, pos, occasion_codes[rows],
-                                      inverse.reshape(-1), patterns))
+            inverse = inverse.reshape(-1)
+            by_pattern = np.argsort(inverse, kind="stable")  # each pattern's groups adjacent
+            rows, pos, inverse = rows[by_pattern], pos[by_pattern], inverse[by_pattern]
+            self.batches.append(Batch(rows, pos, occasion_codes[rows], inverse, patterns))
         self.structure = structure
 
     # -- parameters -----------------------------------------------------------------------

@@ -102,6 +102,26 @@ class ResidualStructure:
     def position_values(self) -> np.ndarray:
         return np.arange(self.n_positions, dtype=float)
 
+    def relative_cov(self, params: np.ndarray) -> np.ndarray:
+        """V = D C D over every position (relative to sigma^2)."""
+        sd = self.sd_ratios(params)
+        return self.full_correlation(params) * np.outer(sd, sd)
+
+    def cov_gradient(self, params: np.ndarray, gradient_v: np.ndarray,
+                     step: float = 1e-6) -> np.ndarray:
+        """d f / d params for a function f of V whose gradient in V's entries is
+        ``gradient_v`` (T x T): sum_ab G_ab dV_ab / dparam_k, by central differences of the
+        (cheap, data-free) map params -> V; ``us`` overrides it with the closed form."""
+        params = np.asarray(params, dtype=float)
+        out = np.empty(params.size)
+        for k in range(params.size):
+            up, down = params.copy(), params.copy()
+            up[k] += step
+            down[k] -= step
+            diff = self.relative_cov(up) - self.relative_cov(down)
+            out[k] = float((gradient_v * diff).sum()) / (2.0 * step)
+        return out
+
     # -- reporting ------------------------------------------------------------------------
     def correlation_report(self, params: np.ndarray) -> list[tuple[str, float]]:
         return []
@@ -254,8 +274,13 @@ class Toeplitz(ResidualStructure):
 
 
 class UnstructuredResidual(ResidualStructure):
-    """A free covariance over the occasions (``us``): correlations by canonical partial
-    correlations, SDs by ratios to the first occasion's."""
+    """A free covariance over the occasions (``us``).
+
+    V = L L' (relative to the first occasion's variance, which sigma^2 carries) with L lower
+    triangular, L[0, 0] = 1: the parameters are L's entries below the diagonal (row by row)
+    then log L[i, i] for i >= 1 - T (T + 1) / 2 - 1 of them, nlme's count for corSymm +
+    varIdent, every value positive definite, and the gradient of a criterion is 2 G L.
+    """
 
     kind = "us"
     heterogeneous = True
@@ -266,25 +291,26 @@ class UnstructuredResidual(ResidualStructure):
         t = self.n_positions
         return t * (t - 1) // 2
 
-    def correlation_factor(self, params) -> np.ndarray:
-        """Cholesky factor of the T x T correlation matrix."""
+    def factor(self, params) -> np.ndarray:
         t = self.n_positions
-        z = np.tanh(self.split(params)[0])
+        params = np.asarray(params, dtype=float)
         lower = np.zeros((t, t))
-        lower[0, 0] = 1.0
-        at = 0
-        for i in range(1, t):
-            left = 1.0
-            for j in range(i):
-                lower[i, j] = z[at] * np.sqrt(left)
-                left -= lower[i, j] ** 2
-                at += 1
-            lower[i, i] = np.sqrt(max(left, 0.0))
+        rows, cols = np.tril_indices(t, -1)
+        lower[rows, cols] = params[: rows.size]
+        lower[np.arange(t), np.arange(t)] = np.exp(np.concatenate([[0.0], params[rows.size:]]))
         return lower
 
+    def relative_cov(self, params) -> np.ndarray:
+        lower = self.factor(params)
+        return lower @ lower.T
+
+    def sd_ratios(self, params) -> np.ndarray:
+        return np.sqrt(np.diag(self.relative_cov(params)))
+
     def full_correlation(self, params) -> np.ndarray:
-        lower = self.correlation_factor(params)
-        c = lower @ lower.T
+        v = self.relative_cov(params)
+        sd = np.sqrt(np.diag(v))
+        c = v / np.outer(sd, sd)
         np.fill_diagonal(c, 1.0)
         return c
 
@@ -292,6 +318,13 @@ class UnstructuredResidual(ResidualStructure):
         full = self.full_correlation(params)
         idx = positions.astype(np.intp)
         return full[idx[:, :, None], idx[:, None, :]]
+
+    def cov_gradient(self, params, gradient_v: np.ndarray) -> np.ndarray:
+        lower = self.factor(params)
+        gl = 2.0 * (0.5 * (gradient_v + gradient_v.T)) @ lower
+        rows, cols = np.tril_indices(self.n_positions, -1)
+        diag = np.arange(1, self.n_positions)
+        return np.concatenate([gl[rows, cols], gl[diag, diag] * lower[diag, diag]])
 
     def correlation_report(self, params):
         c = self.full_correlation(params)

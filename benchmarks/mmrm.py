@@ -1,0 +1,116 @@
+"""Unstructured MMRM speed, bayeslmm vs glmmTMB and nlme's gls, same data, one run.
+
+    python benchmarks/mmrm.py [--no-r] [--gls-max-rows 10000]
+
+Two data sets simulated like the mmrm package's benchmarks (seeded, written to a temporary
+directory and read by both sides): an FEV-shaped one (200 subjects x 4 visits = 800 rows)
+and a BCVA-shaped one (1,000 subjects x 10 visits = 10,000 rows), each with about 10% of the
+visits missing at random, two arms, a three-level race, sex and a baseline covariate:
+
+    y ~ race + sex + base + arm * visit,   residual = us(visit | id)
+
+bayeslmm: ``bayeslmm.fit(..., method="reml", residual="us(visit | id)")``.  glmmTMB:
+``y ~ ... + us(visit + 0 | id), dispformula = ~ 0, REML = TRUE`` (how mmrm's benchmarks and
+glmmTMB's docs fit an MMRM).  gls: ``correlation = corSymm(form = ~ vnum | id), weights =
+varIdent(form = ~ 1 | visit)``.  Prints wall seconds, the REML log likelihood of each, the
+speed ratio, and the BLAS that ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_info
+
+import bayeslmm
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = {"fev": (200, 4), "bcva": (1000, 10)}
+FORMULA = "y ~ race + sex + base + arm * visit"
+
+
+def simulate(n_subjects: int, n_visits: int, seed: int) -> pd.DataFrame:
+    """An MMRM data set: unstructured AR-like correlation with rising SDs."""
+    rng = np.random.default_rng(seed)
+    visits = [f"VIS{k:02d}" for k in range(1, n_visits + 1)]
+    ids = np.repeat(np.arange(n_subjects), n_visits)
+    vnum = np.tile(np.arange(1, n_visits + 1), n_subjects)
+    arm = rng.integers(0, 2, n_subjects)[ids]
+    race = rng.choice(["Asian", "Black", "White"], n_subjects)[ids]
+    sex = rng.choice(["F", "M"], n_subjects)[ids]
+    base = rng.normal(50, 10, n_subjects)[ids]
+    lags = np.abs(np.subtract.outer(np.arange(n_visits), np.arange(n_visits)))
+    sds = np.linspace(2.0, 4.0, n_visits)
+    cov = np.outer(sds, sds) * (0.5 ** (lags / 2.0) * 0.8 + 0.2 * (lags == 0))
+    noise = (rng.standard_normal((n_subjects, n_visits)) @ np.linalg.cholesky(cov).T).ravel()
+    y = (20 + 0.3 * base + 0.5 * vnum + 0.4 * arm * vnum + (race == "Black") * 1.0
+         + (sex == "M") * 0.5 + noise)
+    frame = pd.DataFrame({"id": [f"P{i:04d}" for i in ids], "visit": [visits[v - 1] for v in vnum],
+                          "vnum": vnum, "arm": np.where(arm == 1, "TRT", "PBO"), "race": race,
+                          "sex": sex, "base": base, "y": y})
+    keep = rng.random(len(frame)) > 0.10
+    return frame[keep].reset_index(drop=True)
+
+
+def ours(path: Path) -> dict:
+    data = pd.read_csv(path)
+    data["visit"] = pd.Categorical(data["visit"], sorted(data["visit"].unique()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        fit = bayeslmm.fit(FORMULA, data, method="reml", residual="us(visit | id)")
+        wall = time.perf_counter() - start
+    return {"wall": wall, "loglik": fit.loglik, "evals": fit.n_evals, "ok": fit.converged}
+
+
+def peers(path: Path, with_gls: bool) -> dict:
+    res = subprocess.run(["Rscript", str(ROOT / "benchmarks" / "r" / "mmrm_peers.R"), str(path),
+                          "1" if with_gls else "0"], capture_output=True, text=True)
+    if res.returncode != 0:
+        print("R failed:", res.stderr[-1500:])
+        return {}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-r", action="store_true", help="skip glmmTMB and gls")
+    parser.add_argument("--gls-max-rows", type=int, default=10_000,
+                        help="run gls only on data sets up to this many rows")
+    args = parser.parse_args()
+    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} "
+                     f"({i.get('architecture')}, {i.get('num_threads')} threads)"
+                     for i in threadpool_info() if i.get("user_api") == "blas")
+    print(f"BLAS: {blas}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (n_sub, n_vis) in SHAPES.items():
+            path = Path(tmp) / f"{name}.csv"
+            data = simulate(n_sub, n_vis, seed=11)
+            data.to_csv(path, index=False)
+            mine = ours(path)
+            other = {} if args.no_r else peers(path, len(data) <= args.gls_max_rows)
+            rows.append((name, len(data), mine, other))
+    print("\n| data | rows | bayeslmm s | evals | glmmTMB s | gls s | glmmTMB/ours | "
+          "logLik ours | logLik - glmmTMB | logLik - gls |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, n, mine, other in rows:
+        tmb, gls = other.get("glmmtmb", {}), other.get("gls", {})
+        ratio = tmb["wall"] / mine["wall"] if tmb else float("nan")
+        print(f"| {name} | {n} | {mine['wall']:.2f} | {mine['evals']} | "
+              f"{tmb.get('wall', float('nan')):.2f} | {gls.get('wall', float('nan')):.2f} | "
+              f"{ratio:.1f} | {mine['loglik']:.4f} | "
+              f"{mine['loglik'] - tmb.get('loglik', float('nan')):.2e} | "
+              f"{mine['loglik'] - gls.get('loglik', float('nan')):.2e} |")
+
+
+if __name__ == "__main__":
+    main()
