@@ -173,3 +173,46 @@ def test_normalized_residuals_are_whitened():
     assert abs(z.std() - 1.0) < 0.1
     ols = _fit("orthodont_ols", "reml")
     np.testing.assert_allclose(ols.resid("normalized"), ols.resid("raw") / ols.sigma)
+
+
+def test_predict_and_population_level():
+    fit = _fit("orthodont_lme_ar1", "reml")
+    data = _orthodont()
+    np.testing.assert_allclose(fit.predict(data), fit.fitted)
+    new = data.head(4).copy()
+    new["Subject"] = "someone new"
+    np.testing.assert_allclose(fit.predict(new), fit.predict(new, include_random=False))
+    with pytest.raises(ValueError, match="not seen in fitting"):
+        fit.predict(new, new_levels="error")
+    gls = _fit("orthodont_us", "reml")
+    np.testing.assert_allclose(gls.predict(data), gls.spec.X @ gls.beta)
+
+
+@pytest.mark.parametrize("residual, sigma, message", [
+    ("foo(age | Subject)", None, "unknown residual structure"),
+    ("us(age Subject)", None, "could not read the occasion"),
+    ("us age", None, "could not read residual"),
+    ("car1(Sex | Subject)", None, "needs numeric times"),
+    ("us(Sex | Subject)", None, "more than once"),
+    ("ar1(age | nothere)", None, "nothere"),
+    (None, "~ 2 * Sex", "could not read the variance function"),
+])
+def test_bad_residual_arguments(residual, sigma, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        bayeslmm.fit(ORT_F, _orthodont(), method="reml", residual=residual, sigma=sigma)
+
+
+def test_residual_groups_must_nest_in_random_factors():
+    data = _orthodont()
+    data["t"] = np.arange(len(data), dtype=float)
+    data["pair"] = data["Subject"].cat.codes // 2   # two subjects in each residual group
+    with pytest.raises(ValueError, match="nested in every random-effects grouping factor"):
+        bayeslmm.fit(ORT_F + " + (1 | Subject)", data, method="reml", residual="car1(t | pair)")
+
+
+def test_missing_occasions_are_dropped_and_counted():
+    data = _orthodont()
+    data.loc[[0, 5], "age"] = np.nan
+    with pytest.warns(UserWarning, match="dropped 2 of 108 rows"):
+        fit = bayeslmm.fit(ORT_F, data, method="reml", residual="cs(age | Subject)")
+    assert fit.nobs == 106 and fit.spec.n_dropped == 2

@@ -229,6 +229,46 @@ class RemlFit:
                          index=self.spec.row_index,
                          name="residual")
 
+    def predict(self, newdata: pd.DataFrame | None = None, include_random: bool = True,
+                new_levels: str = "zero") -> pd.Series:
+        """Predictions X beta + Z b for new rows (lme4's ``predict(fit, newdata)``).
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Columns used by the formula (the response is not needed); default: the fitted
+            rows (``fitted``).
+        include_random : bool
+            Include the conditional modes (False: population level, lme4's ``re.form = NA``).
+        new_levels : {"zero", "error"}
+            Levels not seen in fitting: their effects are 0 (lme4's ``allow.new.levels``)
+            or raise.  The residual structure does not enter (as nlme's ``predict``).
+        """
+        from ..newdata import new_data_design, new_data_offset
+
+        if new_levels not in ("zero", "error"):
+            raise ValueError(f"new_levels must be 'zero' or 'error', got {new_levels!r}")
+        if newdata is None:
+            return self.fitted if include_random else pd.Series(
+                self.spec.X @ self.beta + self.spec.offset_values, index=self.spec.row_index,
+                name="fitted")
+        X, groups = new_data_design(self.spec, newdata, include_random)
+        value = X @ self.beta + new_data_offset(self.spec, newdata)
+        used: dict[str, int] = {}
+        for k, block in enumerate(self.spec.blocks if include_random else []):
+            codes, columns, labels = groups[block.factor]
+            at = used.get(block.factor, 0)
+            used[block.factor] = at + block.q
+            known = codes >= 0
+            if not known.all() and new_levels == "error":
+                unseen = sorted(map(str, set(labels[~known])))[:5]
+                raise ValueError(f"newdata has levels of {block.factor!r} not seen in fitting: "
+                                 f"{unseen}; use new_levels='zero'")
+            effects = self.effects[self.block_order.index(k)]
+            cols = columns[:, at: at + block.q]
+            value[known] += np.einsum("nq,nq->n", effects[codes[known]], cols[known])
+        return pd.Series(value, index=newdata.index, name="predicted")
+
     # -- printing ------------------------------------------------------------------------
     def summary(self) -> SummaryText:
         """A table like lme4's ``summary()``."""
@@ -282,7 +322,7 @@ class RemlFit:
     def _header(self) -> str:
         dropped = f" ({self.spec.n_dropped} dropped for missing values)" \
             if self.spec.n_dropped else ""
-        groups = ", ".join(f"{k} {v}" for k, v in self.ngroups.items())
+        groups = ", ".join(f"{k} {v}" for k, v in self.ngroups.items()) or "no random effects"
         status = "converged" if self.converged else f"NOT converged ({self.optimizer_message})"
         singular = ", boundary (singular) fit" if self.is_singular else ""
         crit = "REML criterion" if self.method == "REML" else "deviance"

@@ -201,8 +201,9 @@ class ResidualModel:
             where = order[np.flatnonzero(same)[0]]
             raise ValueError(
                 f"group {self.group_labels[self.group_codes[where]]!r} has occasion "
-                f"{frame[term.occasion].iloc[where]!r} more than once: each row of a group needs "
-                f"its own value of {term.occasion!r} for residual={term.text()!r}")
+                f"{level_text(frame[term.occasion].iloc[[where]].to_numpy())[0]!r} more than "
+                f"once: each row of a group needs its own value of {term.occasion!r} for "
+                f"residual={term.text()!r}")
         self.batches = []
         for m in np.unique(sizes):
             groups = np.flatnonzero(sizes == m)
