@@ -242,9 +242,14 @@ def _random_blocks(
             continue
         _finite_or_raise(columns, names, f"random-effects column(s) of {term.source!r}:")
         block = RandomBlock(
-            factor, codes, levels, columns, names, correlated=not term.independent,
+            factor, codes, levels, columns, names,
+            correlated=not term.independent and term.structure != "diag",
             group_columns=term.group, expr=expr, design=design, grouping=key,
+            structure=term.structure,
         )
+        if term.structure in ("cs", "ar1") and block.q < 2:
+            raise ValueError(f"{term.source!r} has {block.q} random-effects term; {term.structure}"
+                             "() needs at least 2 (e.g. ar1(0 + time | g) with a factor time)")
         if block.n_effects >= n:
             raise ValueError(
                 f"the number of observations ({n}) is not more than the number of random "

@@ -22,9 +22,10 @@ _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 # The only functions a formula may call (docs/formulas.md): formulae's transformations and
 # numpy's elementwise math.  Formulas are evaluated, and a saved fit stores its formula, so
 # anything else (``np.save(...)``, ``__import__``) is refused before evaluation.
+G_PATTERN_CALLS = ("us", "diag", "cs", "ar1")   # covariance patterns of a random term
 ALLOWED_CALLS = frozenset({
-    "C", "I", "scale", "center", "standardize", "offset", "poly", "bs", "cr", "cc",
-    "abs",
+    *G_PATTERN_CALLS, "C", "I", "scale", "center", "standardize", "offset", "poly", "bs", "cr",
+    "cc", "abs",
     *(f"np.{name}" for name in (
         "log", "log1p", "log2", "log10", "exp", "expm1", "sqrt", "cbrt", "square", "abs",
         "absolute", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
@@ -73,12 +74,16 @@ class RandomTerm:
         ``expandDoubleVerts``).
     source : str
         The term as written, for messages.
+    structure : str
+        The covariance pattern written around the term: ``us`` (default, ``(x | g)``),
+        ``diag``, ``cs`` or ``ar1`` (``cs(1 + x | g)``).
     """
 
     expr: str
     group: tuple[str, ...]
     independent: bool
     source: str
+    structure: str = "us"
 
     @property
     def factor_name(self) -> str:
@@ -186,7 +191,16 @@ def parse_formula(formula: str) -> ParsedFormula:
         end = _matching_paren(rhs, pos, formula)
         inner = rhs[pos + 1:end]
         preceding = "".join(fixed_parts).rstrip()
-        is_call = bool(preceding) and (preceding[-1].isalnum() or preceding[-1] in "_.")
+        structure = "us"
+        pattern = re.search(r"(?:^|[^A-Za-z0-9_.])(" + "|".join(G_PATTERN_CALLS) + r")$",
+                            preceding)
+        if pattern is not None and _top_level_bar(inner) is not None:
+            structure = pattern.group(1)   # cs(1 + x | g): a G pattern around a random term
+            preceding = preceding[: pattern.start(1)].rstrip()
+        else:
+            pattern = None
+        is_call = pattern is None and bool(preceding) and (
+            preceding[-1].isalnum() or preceding[-1] in "_.")
         while not is_call and inner.strip().startswith("(") and _matching_paren(
                 inner.strip(), 0, formula) == len(inner.strip()) - 1:
             inner = inner.strip()[1:-1]  # ((1 | g)) is (1 | g), as in lme4
@@ -202,8 +216,13 @@ def parse_formula(formula: str) -> ParsedFormula:
                     f"could not parse formula {formula!r}: random-effects term {source!r} "
                     "needs an expression and a grouping factor, as in (1 | g)"
                 )
+            if pattern is not None:
+                source = f"{pattern.group(1)}{source}"
+                if width == 2:
+                    raise ValueError(f"could not parse formula {formula!r}: {source!r} combines "
+                                     "a covariance pattern with '||'; write diag(x | g)")
             for names in _expand_group(group, source, formula):
-                random.append(RandomTerm(expr, names, width == 2, source))
+                random.append(RandomTerm(expr, names, width == 2, source, structure))
             # drop the '+' that joined this term to the fixed part
             stripped = preceding
             if stripped.endswith("+"):

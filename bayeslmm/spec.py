@@ -96,6 +96,9 @@ class RandomBlock:
         formulae's design of ``expr`` (None when built by the plain-column fast path).
     grouping : GroupingKey or None
         The level values of each grouping column, to find new rows' levels by value.
+    structure : str
+        The covariance pattern of G: ``"us"`` (free; ``(x | g)``), ``"diag"``, ``"cs"``,
+        ``"ar1"`` (``diag(x | g)`` ... in the formula; ``core/covariance.py``).
     """
 
     factor: str
@@ -108,6 +111,7 @@ class RandomBlock:
     expr: str = ""
     design: object | None = field(default=None, repr=False)
     grouping: GroupingKey | None = field(default=None, repr=False)
+    structure: str = "us"
 
     @property
     def n_levels(self) -> int:

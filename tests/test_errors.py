@@ -112,9 +112,16 @@ def test_non_finite_after_transformation(sleepstudy):
         build_spec("Reaction ~ np.log(Days) + (1 | Subject)", sleepstudy)
 
 
-def test_no_random_effects_for_reml(sleepstudy):
+def test_no_random_effects_fits_least_squares(sleepstudy):
+    """Issue 11: a formula without random terms is ordinary least squares (REML sigma is
+    lm's residual SE, numpy's lstsq gives the coefficients); the Bayesian engine refuses."""
+    fit = bayeslmm.fit("Reaction ~ Days", sleepstudy, method="reml")
+    X = np.column_stack([np.ones(len(sleepstudy)), sleepstudy["Days"]])
+    beta, rss, *_ = np.linalg.lstsq(X, sleepstudy["Reaction"], rcond=None)
+    np.testing.assert_allclose(fit.fixef.to_numpy(), beta, rtol=1e-10)
+    assert fit.sigma == pytest.approx(np.sqrt(rss[0] / (len(X) - 2)), rel=1e-10)
     with pytest.raises(ValueError, match="no random-effects terms"):
-        bayeslmm.fit("Reaction ~ Days", sleepstudy, method="reml")
+        bayeslmm.Model("Reaction ~ Days", sleepstudy)
 
 
 def test_unknown_method(sleepstudy):

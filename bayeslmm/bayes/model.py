@@ -63,6 +63,11 @@ class Model:
         self.data_used = data.iloc[self.spec.row_positions][self.spec.columns]
         if not self.spec.blocks:
             raise ValueError(f"formula {formula!r} has no random-effects terms")
+        patterned = [b.factor for b in self.spec.blocks if b.structure in ("cs", "ar1")]
+        if patterned:
+            raise NotImplementedError(
+                f"Bayesian fits of cs() / ar1() covariance patterns (on {patterned}) are not "
+                "built yet; fit them with method='reml' or 'ml' (docs/residuals.md)")
         self.groups = group_factors(self.spec)
         factor_terms = {
             g.factor: [(t, col) for t, col in zip(g.terms, g.columns.T, strict=True)]

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..spec import ModelSpec, RandomBlock
-from .covariance import ThetaLayout
+from .covariance import ThetaLayout, structure_for
 from .statistics import cross_products
 
 __all__ = ["BlockedSystem", "Factorization"]
@@ -72,7 +72,7 @@ class BlockedSystem:
         # stable sort by number of levels, most first (lme4 and MixedModels.jl order)
         self.order = spec.block_order()
         self.blocks: list[RandomBlock] = [spec.blocks[k] for k in self.order]
-        self.layout = ThetaLayout([b.q for b in self.blocks])
+        self.layout = ThetaLayout([structure_for(b) for b in self.blocks])
         self.n, self.p = spec.n, spec.p
         first = self.blocks[0]
         self.m1, self.q1 = first.n_levels, first.q

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CovarianceStructure", "Unstructured", "Diagonal", "ThetaLayout"]
+__all__ = ["CovarianceStructure", "Unstructured", "Diagonal", "CompoundSymmetric",
+           "AutoRegressive", "ThetaLayout", "structure_for", "G_PATTERNS"]
 
 
 class CovarianceStructure:
     """One block's parametrization; subclasses fill in the maps (see the module docstring)."""
 
     kind = "abstract"
+    common_scale = False   # True: the block's columns must share one data scale
 
     def __init__(self, q: int, terms: list[str] | None = None):
         self.q = int(q)
@@ -121,6 +123,103 @@ class Diagonal(CovarianceStructure):
 
     def names(self, factor: str) -> list[str]:
         return [f"{factor}.{t}" for t in self.terms]
+
+
+def _logistic(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1.0 - 1e-12)
+    return float(np.log(p / (1.0 - p)))
+
+
+class CompoundSymmetric(CovarianceStructure):
+    """``cs(x | g)``: an SD per term and one correlation rho between any two (glmmTMB's
+    ``cs``, heterogeneous compound symmetry).  theta = [s_1 .. s_q (>= 0), x] with
+    rho = lo + (1 - lo) logistic(x), lo = -1 / (q - 1); lambda = diag(s) chol(C(rho))."""
+
+    kind = "cs"
+
+    def __init__(self, q: int, terms: list[str] | None = None):
+        super().__init__(q, terms)
+        if self.q < 2:
+            raise ValueError("cs() needs at least 2 random-effects terms")
+        self.size = self.q + 1
+        self.diagonal = np.array([True] * self.q + [False])
+        self.low = -1.0 / (self.q - 1)
+
+    def rho(self, theta: np.ndarray) -> float:
+        return self.low + (1.0 - self.low) * _logistic(theta[-1])
+
+    @property
+    def initial(self) -> np.ndarray:
+        return np.concatenate([np.ones(self.q), [_logit(-self.low / (1.0 - self.low))]])
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        rho = self.rho(theta)
+        corr = np.full((self.q, self.q), rho)
+        np.fill_diagonal(corr, 1.0)
+        return theta[: self.q, None] * np.linalg.cholesky(corr)
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        g = np.asarray(lam, dtype=float) @ np.asarray(lam, dtype=float).T
+        sd = np.sqrt(np.diag(g))
+        pos = sd > 0
+        off = [g[a, b] / (sd[a] * sd[b]) for a in range(self.q) for b in range(a + 1, self.q)
+               if pos[a] and pos[b]]
+        rho = float(np.mean(off)) if off else 0.0
+        return np.concatenate([sd, [_logit((rho - self.low) / (1.0 - self.low))]])
+
+    def names(self, factor: str) -> list[str]:
+        return [f"{factor}.{t}" for t in self.terms] + [f"{factor}.cs_rho"]
+
+
+class AutoRegressive(CovarianceStructure):
+    """``ar1(0 + f | g)``: one SD and correlation phi^|a - b| between terms a and b in
+    their order (glmmTMB's ``ar1``).  theta = [s (>= 0), x], phi = tanh(x)."""
+
+    kind = "ar1"
+    common_scale = True   # one SD for every column: the data scaling must be one number
+
+    def __init__(self, q: int, terms: list[str] | None = None):
+        super().__init__(q, terms)
+        if self.q < 2:
+            raise ValueError("ar1() needs at least 2 random-effects terms (e.g. 0 + time)")
+        self.size = 2
+        self.diagonal = np.array([True, False])
+        lags = np.abs(np.subtract.outer(np.arange(self.q), np.arange(self.q)))
+        self._lags = lags.astype(float)
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        phi = float(np.tanh(theta[1]))
+        return float(theta[0]) * np.linalg.cholesky(phi ** self._lags)
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        g = np.asarray(lam, dtype=float) @ np.asarray(lam, dtype=float).T
+        sd = float(np.sqrt(g[0, 0]))
+        phi = g[0, 1] / g[0, 0] if sd > 0 else 0.0
+        return np.array([sd, float(np.arctanh(np.clip(phi, -1 + 1e-15, 1 - 1e-15)))])
+
+    def rescaled(self, theta: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        scale = np.asarray(scale, dtype=float)
+        if not np.allclose(scale, scale[0]):
+            raise ValueError("ar1() blocks are rescaled by one common number")
+        return np.array([theta[0] * scale[0], theta[1]])
+
+    def names(self, factor: str) -> list[str]:
+        return [f"{factor}.sd", f"{factor}.ar1_phi"]
+
+
+G_PATTERNS = {"us": Unstructured, "diag": Diagonal, "cs": CompoundSymmetric,
+              "ar1": AutoRegressive}
+
+
+def structure_for(block) -> CovarianceStructure:
+    """The covariance structure of a ``RandomBlock`` (its ``structure`` pattern)."""
+    kind = getattr(block, "structure", "us")
+    return G_PATTERNS[kind](block.q, list(block.terms))
 
 
 class ThetaLayout:

@@ -38,6 +38,16 @@ def _rms(values: np.ndarray) -> np.ndarray:
     return np.where(scale > 0, scale, 1.0)
 
 
+def _block_scale(block) -> np.ndarray:
+    """RMS of each column; one common RMS where the structure has one SD for all (ar1)."""
+    from .covariance import structure_for
+
+    scale = _rms(block.columns)
+    if structure_for(block).common_scale:
+        scale = np.full(scale.shape, float(np.sqrt(np.mean(scale**2))))
+    return scale
+
+
 @dataclass
 class DataScaling:
     """The affine maps between a ``ModelSpec`` and its unit-scale copy ``scaled``."""
@@ -72,7 +82,7 @@ class DataScaling:
         x_scale = _rms(xc) if spec.p else np.ones(0)
         if intercept is not None:
             x_scale[intercept] = 1.0
-        z_scales = [_rms(b.columns) for b in spec.blocks]
+        z_scales = [_block_scale(b) for b in spec.blocks]
         blocks = [replace(b, columns=b.columns / sc) for b, sc in
                   zip(spec.blocks, z_scales, strict=True)]
         scaled = replace(spec, y=centered / y_scale, X=xc / x_scale, blocks=blocks)

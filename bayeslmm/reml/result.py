@@ -101,15 +101,11 @@ class RemlFit:
 
     @property
     def theta_named(self) -> pd.Series:
-        """theta with lme4-style names (``Subject.Intercept``, ``Subject.Days.Intercept``)."""
-        names = []
-        for block in self.blocks:
-            for col in range(block.q):
-                for row in range(col, block.q):
-                    if row == col:
-                        names.append(f"{block.factor}.{block.terms[row]}")
-                    else:
-                        names.append(f"{block.factor}.{block.terms[row]}.{block.terms[col]}")
+        """theta with lme4-style names (``Subject.Intercept``, ``Subject.Days.Intercept``;
+        a cs or ar1 block's correlation parameter ``Subject.cs_rho`` / ``Subject.ar1_phi``)."""
+        from ..core.covariance import structure_for
+
+        names = [n for block in self.blocks for n in structure_for(block).names(block.factor)]
         return pd.Series(self.theta, index=names, name="theta")
 
     # -- random effects ------------------------------------------------------------------

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..core.cholesky import LOG_2PI, BlockedSystem
-from ..core.covariance import ThetaLayout
+from ..core.covariance import ThetaLayout, structure_for
 from ..core.scaling import DataScaling
 from ..reml.deviance import Deviance, Estimates
 from ..spec import ModelSpec
@@ -67,7 +67,7 @@ class StructuredDeviance:
         self.scaling = DataScaling.of(spec)
         self.scaled_spec = self._base = self.scaling.scaled
         self.order = spec.block_order()
-        self.layout = ThetaLayout([spec.blocks[k].q for k in self.order])
+        self.layout = ThetaLayout([structure_for(spec.blocks[k]) for k in self.order])
         self._scales = [self.scaling.block_scale(k) for k in self.order]
         self.n_theta = self.layout.size
         self.size = self.n_theta + residual.size

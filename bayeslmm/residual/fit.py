@@ -51,6 +51,32 @@ def _quasi_newton(dev: StructuredDeviance, objective: GlsGradient, x0: np.ndarra
     return x, converged, f"L-BFGS-B (closed-form gradient): max |gradient| {grad_max:.1e}"
 
 
+def _degenerate(residual: ResidualModel, rho: np.ndarray) -> str:
+    """A message when the residual structure ran to its boundary (an SD ratio to 0 or
+    infinity, a correlation to +-1): there the likelihood is unbounded or the structure is
+    not identified with this mean structure, and no estimate means anything."""
+    if residual.structure is None and not residual.n_variance:
+        return ""
+    struct, _ = residual.split(rho)
+    ratios = residual.row_sds(rho)
+    problems = []
+    if ratios.min() / ratios.max() < 1e-6:
+        problems.append("a residual SD went to 0")
+    if residual.structure is not None:
+        corr = residual.structure.full_correlation(struct)
+        off = np.abs(corr[~np.eye(len(corr), dtype=bool)])
+        if off.size and off.max() > 1 - 1e-8:
+            problems.append("a residual correlation went to +-1")
+        eig = np.linalg.eigvalsh(residual.structure.relative_cov(struct))
+        if not problems and eig.min() < 1e-10 * eig.max():
+            problems.append("the residual covariance became singular")
+    if not problems:
+        return ""
+    return (f"degenerate residual structure ({'; '.join(problems)}): the likelihood is unbounded "
+            f"or {residual.term.text()} is not identified with this mean structure; the "
+            "estimates mean nothing")
+
+
 def fit_structured(spec: ModelSpec, residual: ResidualModel, reml: bool = True,
                    start: np.ndarray | None = None, max_evals: int = 100_000) -> RemlFit:
     """Fit ``spec`` with residual model ``residual`` by REML (default) or ML.
@@ -99,7 +125,12 @@ def fit_structured(spec: ModelSpec, residual: ResidualModel, reml: bool = True,
     if singular:
         warnings.warn("boundary (singular) fit: see help('isSingular')", UserWarning,
                       stacklevel=3)
-    if not converged:
+    degenerate = _degenerate(residual, params[n_theta:])
+    if degenerate:
+        converged = False
+        message = degenerate
+        warnings.warn(degenerate, UserWarning, stacklevel=3)
+    elif not converged:
         warnings.warn(f"the optimizer did not converge ({message}); estimates may be off",
                       UserWarning, stacklevel=3)
     return RemlFit(
