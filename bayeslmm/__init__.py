@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time see __getattr__
         Model,
         Normal,
         StudentT,
+        Uniform,
         compare,
     )
     from .design import build_spec
@@ -44,13 +45,14 @@ _LAZY = {
     "Normal": "bayeslmm.bayes", "StudentT": "bayeslmm.bayes", "Flat": "bayeslmm.bayes",
     "HalfNormal": "bayeslmm.bayes", "HalfStudentT": "bayeslmm.bayes",
     "HalfCauchy": "bayeslmm.bayes", "Exponential": "bayeslmm.bayes", "LKJ": "bayeslmm.bayes",
+    "Uniform": "bayeslmm.bayes",
 }
 _MODULES = {"datasets", "plots"}
 
 __all__ = [
     "fit", "build_spec", "RemlFit", "ModelSpec", "RandomBlock", "datasets", "plots", "load",
     "Model", "BayesFit", "compare", "Normal", "StudentT", "Flat", "HalfNormal",
-    "HalfStudentT", "HalfCauchy", "Exponential", "LKJ",
+    "HalfStudentT", "HalfCauchy", "Exponential", "LKJ", "Uniform",
 ]
 
 

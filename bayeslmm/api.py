@@ -63,13 +63,9 @@ def fit(
         rows = data.iloc[spec.row_positions] if spec.row_positions is not None else data
         model = ResidualModel(term, rows.reset_index(drop=True))
         return fit_structured(spec, model, reml=key == "reml", **kwargs)
-    if term.kind != "iid" or term.variance_by:
-        raise NotImplementedError(
-            "Bayesian fits with residual= or sigma= are not built yet (docs/residuals.md); "
-            "use method='reml' or 'ml'")
     from .bayes import Model  # ArviZ is imported when sampling starts, PyMC only if needed
 
     model = Model(formula, data, missing=missing, priors=kwargs.pop("priors", None),
-                  centered=kwargs.pop("centered", None))
+                  centered=kwargs.pop("centered", None), residual=residual, sigma=sigma)
     return model.fit(**kwargs)
 

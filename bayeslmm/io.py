@@ -69,6 +69,7 @@ def save(fit, path: str) -> str:
         "formula": model.formula,
         "priors": _priors_to_json(model.user_priors),
         "centered": json.dumps(model.centered),
+        "residual": json.dumps(_residual_args(model)),
         "categories": json.dumps(categories),
         "dtypes": json.dumps({c: str(frame[c].dtype) for c in frame.columns}),
         "elapsed": float(fit.elapsed),
@@ -76,6 +77,18 @@ def save(fit, path: str) -> str:
     })
     idata.to_netcdf(path)
     return path
+
+
+def _residual_args(model) -> dict:
+    """The model's ``residual=`` and ``sigma=`` as strings (rebuilt by ``load``)."""
+    term = model.residual_term
+    out = {}
+    if term.kind != "iid":
+        group = f" | {':'.join(term.group)}" if term.group else ""
+        out["residual"] = f"{term.kind}({term.occasion}{group})"
+    if term.variance_by:
+        out["sigma"] = "~ " + ":".join(term.variance_by)
+    return out
 
 
 def load(path: str):
@@ -102,8 +115,10 @@ def load(path: str):
     for col, dtype in dtypes.items():
         if col not in categories and dtype in ("bool",):
             frame[col] = frame[col].astype(bool)
+    residual = json.loads(attrs.get("residual", "{}"))
     model = Model(attrs["formula"], frame, priors=_priors_from_json(attrs["priors"]),
-                  centered=json.loads(attrs["centered"]))
+                  centered=json.loads(attrs["centered"]), residual=residual.get("residual"),
+                  sigma=residual.get("sigma"))
     del idata.constant_data
     fit = BayesFit(model, idata, float(attrs.get("elapsed", np.nan)))
     fit.sampler = str(attrs.get("sampler", "full"))

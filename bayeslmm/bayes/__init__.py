@@ -17,12 +17,13 @@ from .priors import (
     Normal,
     Prior,
     StudentT,
+    Uniform,
 )
 
 _LAZY = {"Model": ".model", "BayesFit": ".result", "compare": ".result"}
 
 __all__ = ["Model", "BayesFit", "compare", "Prior", "Normal", "StudentT", "Flat",
-           "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "LKJ"]
+           "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "LKJ", "Uniform"]
 
 
 def __getattr__(name: str):

@@ -92,13 +92,14 @@ def cor_name(group: FactorTerms, k: int) -> str:
     return f"cor_{group.factor}" if k == first else f"cor_{group.factor}_{k}"
 
 
-def public_names(spec: ModelSpec) -> list[str]:
-    """Posterior variables users see, in display order."""
+def public_names(spec: ModelSpec, residual: list[str] | tuple = ()) -> list[str]:
+    """Posterior variables users see, in display order (``residual``: the residual
+    structure's variables, after ``sigma``)."""
     names = ["b"] if spec.p else []
     groups = group_factors(spec)
     names += [f"sd_{g.factor}" for g in groups]
     names += [cor_name(g, k) for g in groups for k in g.correlated_blocks()]
-    names += ["sigma"]
+    names += ["sigma", *residual]
     names += [f"r_{g.factor}" for g in groups]
     return names
 
@@ -121,17 +122,26 @@ def _sd_dist(priors: list[Prior], q: int):
 
 
 def build_pymc_model(spec: ModelSpec, priors: ResolvedPriors,
-                     centered: dict[str, bool] | None = None):
-    """The PyMC model (see the module docstring for its parametrization and names)."""
+                     centered: dict[str, bool] | None = None, residual=None):
+    """The PyMC model (see the module docstring for its parametrization and names); with
+    ``residual`` (a ``ResidualModel``) the likelihood is ``residual_terms``'s."""
     import pymc as pm
     import pytensor.tensor as pt
 
     centered = dict(centered or {})
     groups = group_factors(spec)
-    with pm.Model(coords=_model_coords(spec, groups)) as model:
+    coords = _model_coords(spec, groups)
+    if residual is not None:
+        from .residual_terms import add_residual_likelihood, residual_coords
+
+        coords.update(residual_coords(residual))
+    with pm.Model(coords=coords) as model:
         mu = _fixed_part(spec, priors)
         for group in groups:
             mu = mu + _factor_part(group, priors, centered.get(group.factor, False), pt)
+        if residual is not None:
+            add_residual_likelihood(spec.y - mu, residual, priors.residual, priors.sigma)
+            return model
         sigma = priors.sigma.pymc("sigma")
         pm.Normal("y", mu=mu, sigma=sigma, observed=spec.y, dims="obs")
     return model

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..design import build_spec
 from ..reml import RemlFit, fit_reml
+from ..residual import ResidualModel, fit_structured, parse_residual
 from .builder import (
     build_marginal_model,
     build_partial_model,
@@ -25,6 +26,13 @@ from .marginal_posterior import MarginalPosterior
 from .nutpie_backend import JITTER, sample_marginal, sample_partial
 from .partial import PartialStructure
 from .priors import ResolvedPriors, resolve_priors
+from .residual_terms import (
+    RESIDUAL_BOUNDS,
+    check_bayes_residual,
+    residual_defaults,
+    residual_names,
+    residual_start,
+)
 
 if TYPE_CHECKING:  # result.py imports ArviZ: on first use, after a cold kernel compile starts
     from .result import BayesFit
@@ -46,6 +54,10 @@ class Model:
         ``{"Subject": True}`` samples that factor's effects centered (r ~ N(0, G))
         instead of the default non-centered form (r = L z).
     missing : {"drop", "raise"}
+    residual, sigma : str, optional
+        An R-side structure (``"ar1(visit | id)"``) and a residual SD per level
+        (``"~ f"``), as in :func:`bayeslmm.fit`; sampled by the full sampler
+        (``bayes/residual_terms.py`` lists the variables and default priors).
 
     Attributes
     ----------
@@ -55,14 +67,25 @@ class Model:
     """
 
     def __init__(self, formula: str, data: pd.DataFrame, priors: dict | None = None,
-                 centered: dict | None = None, missing: str = "drop"):
+                 centered: dict | None = None, missing: str = "drop",
+                 residual: str | None = None, sigma: str | None = None):
         if priors is not None and not isinstance(priors, dict):
             raise TypeError(f"priors must be a dict, got {type(priors).__name__}")
-        self.spec = build_spec(formula, data, missing=missing)
+        term = parse_residual(residual, sigma)
+        self.residual_term = term
+        self.spec = build_spec(formula, data, missing=missing,
+                               extra_columns=tuple(term.columns))
         self.user_priors = dict(priors or {})
-        self.data_used = data.iloc[self.spec.row_positions][self.spec.columns]
-        if not self.spec.blocks:
-            raise ValueError(f"formula {formula!r} has no random-effects terms")
+        used = list(dict.fromkeys([*self.spec.columns, *term.columns]))
+        self.data_used = data.iloc[self.spec.row_positions][used]
+        self.residual_model: ResidualModel | None = None
+        if term.kind != "iid" or term.variance_by:
+            self.residual_model = ResidualModel(term, self.data_used.reset_index(drop=True))
+            check_bayes_residual(self.residual_model)
+        if not self.spec.blocks and self.residual_model is None:
+            raise ValueError(f"formula {formula!r} has no random-effects terms (and no "
+                             "residual=): fit it with method='reml' (least squares), or give a "
+                             "residual structure")
         patterned = [b.factor for b in self.spec.blocks if b.structure in ("cs", "ar1")]
         if patterned:
             raise NotImplementedError(
@@ -74,8 +97,9 @@ class Model:
             for g in self.groups
         }
         correlated = [g.factor for g in self.groups if g.correlated_blocks()]
-        self.priors: ResolvedPriors = resolve_priors(self.spec, factor_terms, correlated,
-                                                     priors)
+        self.priors: ResolvedPriors = resolve_priors(
+            self.spec, factor_terms, correlated, priors,
+            residual=residual_defaults(self.residual_model) if self.residual_model else None)
         self.centered = dict(centered or {})
         unknown = sorted(set(self.centered) - {g.factor for g in self.groups})
         if unknown:
@@ -95,10 +119,16 @@ class Model:
         return self.spec.formula
 
     @property
+    def residual_public(self) -> list[str]:
+        """Posterior variables of the residual structure besides ``sigma``."""
+        return residual_names(self.residual_model) if self.residual_model is not None else []
+
+    @property
     def pymc_model(self):
         """The ``pm.Model`` (built on first use; extend it before calling ``fit``)."""
         if self._pymc_model is None:
-            self._pymc_model = build_pymc_model(self.spec, self.priors, self.centered)
+            self._pymc_model = build_pymc_model(self.spec, self.priors, self.centered,
+                                                residual=self.residual_model)
             self._built_vars = len(self._pymc_model.named_vars)
         return self._pymc_model
 
@@ -112,6 +142,8 @@ class Model:
 
     def marginal_unavailable(self) -> str | None:
         """Why the marginal sampler cannot be used for this model (None when it can)."""
+        if self.residual_model is not None:
+            return "a residual structure is sampled by the full sampler (not built for it yet)"
         structure, arrays = self.marginal_parts()
         if not structure.eligible:
             return ("the random effects of the blocks after the one with the most levels must "
@@ -127,6 +159,8 @@ class Model:
 
     def partial_unavailable(self) -> str | None:
         """Why the partial sampler cannot be used (None when it can)."""
+        if self.residual_model is not None:
+            return "a residual structure is sampled by the full sampler (not built for it yet)"
         if self.marginal_parts()[0].prior_arrays(self.priors) is None:
             return "every fixed-effect prior must be Normal or Flat"
         partial = self.partial_structure()
@@ -204,7 +238,10 @@ class Model:
         if self._reml is None or (self._reml.method == "REML") != reml:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._reml = fit_reml(self.spec, reml=reml)
+                if self.residual_model is not None:
+                    self._reml = fit_structured(self.spec, self.residual_model, reml=reml)
+                else:
+                    self._reml = fit_reml(self.spec, reml=reml)
         return self._reml
 
     # -- initial values ------------------------------------------------------------------
@@ -229,6 +266,8 @@ class Model:
         cov_by_block = dict(zip([id(b) for b in reml.blocks], reml.covariances(), strict=True))
         effects_by_block = dict(zip([id(b) for b in reml.blocks], reml.effects, strict=True))
         base["sigma"] = np.asarray(self.start_sigma())
+        if self.residual_model is not None:
+            base.update(residual_start(self.residual_model, reml))
         for group in self.groups:
             centered = centered_of.get(group.factor, False)
             for k, block in enumerate(group.blocks):
@@ -250,7 +289,12 @@ class Model:
             point = {}
             for name, value in base.items():
                 value = np.asarray(value, dtype=float)
-                if name.startswith(("chol_", "sd_", "sigma")):
+                if name in ("phi", "rho", "pacf"):  # bounded: a small step, kept inside
+                    lo, hi = RESIDUAL_BOUNDS[name](self.residual_model)
+                    step = rng.uniform(-0.02, 0.02, value.shape)
+                    point[name] = np.clip(value + step, lo + 0.02 * (hi - lo),
+                                          hi - 0.02 * (hi - lo))
+                elif name.startswith(("chol_", "sd_", "sigma")):
                     # multiplicative: SDs stay positive, the Cholesky diagonal too
                     point[name] = value * np.exp(rng.uniform(-JITTER, JITTER, value.shape))
                 elif name.startswith(("z_", "r_")):

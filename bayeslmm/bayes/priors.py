@@ -24,13 +24,13 @@ Defaults (documented in docs/priors.md), in the spirit of rstanarm/Bambi/brms:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 __all__ = [
     "Prior", "Normal", "StudentT", "Flat", "HalfNormal", "HalfStudentT", "HalfCauchy",
-    "Exponential", "LKJ", "ResolvedPriors", "resolve_priors",
+    "Exponential", "LKJ", "Uniform", "ResolvedPriors", "resolve_priors",
 ]
 
 
@@ -168,6 +168,20 @@ class LKJ(Prior):
         self._positive("eta")
 
 
+@dataclass(frozen=True)
+class Uniform(Prior):
+    """Uniform(lower, upper), for a bounded parameter (a residual phi or rho)."""
+
+    lower: float = -1.0
+    upper: float = 1.0
+    kind = "bounded"
+
+    def _validate(self):
+        if not self.lower < self.upper:
+            raise ValueError(f"Uniform: lower must be below upper, got {self.lower!r}, "
+                             f"{self.upper!r}")
+
+
 @dataclass
 class ResolvedPriors:
     """The prior of every parameter, after defaults and user keys are combined."""
@@ -177,6 +191,7 @@ class ResolvedPriors:
     sd: dict[str, dict[str, Prior]]  # factor -> term -> prior
     cor: dict[str, Prior]            # factor -> LKJ (correlated blocks with q >= 2)
     sigma: Prior
+    residual: dict[str, Prior] = field(default_factory=dict)  # phi, rho, pacf, cor_residual
 
     def table(self):
         import pandas as pd
@@ -192,6 +207,8 @@ class ResolvedPriors:
         for factor, prior in self.cor.items():
             rows.append(("cor", factor, str(prior)))
         rows.append(("sigma", "sigma", str(self.sigma)))
+        for name, prior in self.residual.items():
+            rows.append(("residual", name, str(prior)))
         return pd.DataFrame(rows, columns=["class", "parameter", "prior"])
 
     def __str__(self) -> str:
@@ -208,16 +225,19 @@ def _check(prior, key: str, kind: str) -> Prior:
     if not isinstance(prior, Prior):
         raise TypeError(f"prior for {key!r} must be a bayeslmm prior such as "
                         f"bayeslmm.Normal(0, 10), got {prior!r}")
-    allowed = {"location": ("location",), "scale": ("scale",), "corr": ("corr",)}[kind]
+    allowed = {"location": ("location",), "scale": ("scale",), "corr": ("corr",),
+               "bounded": ("bounded",)}[kind]
     if prior.kind not in allowed:
         wanted = {"location": "Normal, StudentT or Flat", "scale":
-                  "HalfNormal, HalfStudentT, HalfCauchy or Exponential", "corr": "LKJ"}[kind]
+                  "HalfNormal, HalfStudentT, HalfCauchy or Exponential", "corr": "LKJ",
+                  "bounded": "Uniform"}[kind]
         raise ValueError(f"prior for {key!r} must be {wanted}, got {prior}")
     return prior
 
 
 def resolve_priors(spec, factor_terms: dict[str, list[tuple[str, np.ndarray]]],
-                   correlated: list[str], user: dict | None) -> ResolvedPriors:
+                   correlated: list[str], user: dict | None,
+                   residual: dict[str, tuple] | None = None) -> ResolvedPriors:
     """Combine data-scaled defaults with the user's ``priors`` dict.
 
     Parameters
@@ -228,6 +248,9 @@ def resolve_priors(spec, factor_terms: dict[str, list[tuple[str, np.ndarray]]],
     correlated : list of str
         Factors that get a correlation matrix.
     user : dict or None
+    residual : dict, optional
+        name -> (default prior, kind, bounds) of a residual structure's parameters
+        (``bayes/residual_terms.py``).
 
     Raises
     ------
@@ -266,16 +289,25 @@ def resolve_priors(spec, factor_terms: dict[str, list[tuple[str, np.ndarray]]],
                                     "scale")
     cor = {factor: pick([f"cor_{factor}", "cor"], LKJ(1.0), "corr") for factor in correlated}
     sigma = pick(["sigma"], HalfStudentT(3.0, y_sd), "scale")
+    residual_priors = {}
+    for name, (default, kind, bounds) in (residual or {}).items():
+        prior = pick([name], default, kind)
+        if bounds is not None and (prior.lower < bounds[0] - 1e-12 or
+                                   prior.upper > bounds[1] + 1e-12):
+            raise ValueError(f"prior for {name!r} must lie within ({bounds[0]:.4g}, "
+                             f"{bounds[1]:.4g}), got {prior}")
+        residual_priors[name] = prior
     unknown = sorted(set(user) - used - {"fixed", "sd", "cor"})
     # class keys are valid even when no parameter of that class exists, but names are not
     if unknown:
         valid = (["Intercept", "fixed", "sd", "cor", "sigma"]
                  + [n for n in spec.x_names if n != "Intercept"]
                  + [f"sd_{f}" for f in factor_terms] + [f"cor_{f}" for f in correlated]
+                 + list(residual or {})
                  + [f"sd_{f}[{t}]" for f, ts in factor_terms.items() for t, _ in ts])
         raise ValueError(f"unknown prior name(s) {', '.join(map(repr, unknown))}; valid names: "
                          f"{', '.join(valid)}")
     for key in ("fixed", "sd", "cor"):
         if key in user:
             _check(user[key], key, {"fixed": "location", "sd": "scale", "cor": "corr"}[key])
-    return ResolvedPriors(fixed, centered, sd, cor, sigma)
+    return ResolvedPriors(fixed, centered, sd, cor, sigma, residual_priors)

@@ -49,7 +49,7 @@ class BayesFit:
     @classmethod
     def from_sampler(cls, model: Model, raw: az.InferenceData, log_likelihood: bool,
                      elapsed: float) -> BayesFit:
-        names = public_names(model.spec)
+        names = public_names(model.spec, model.residual_public)
         posterior = raw.posterior[names]
         observed = xr.Dataset({"y": (("obs",), model.spec.response_values)},
                               coords={"obs": np.arange(model.spec.n)})
@@ -57,7 +57,9 @@ class BayesFit:
                   "observed_data": observed}
         idata = az.InferenceData(**groups)
         fit = cls(model, idata, elapsed)
-        if log_likelihood:
+        if log_likelihood and model.residual_model is not None:
+            idata.add_groups({"log_likelihood": fit._structured_loglik()})
+        elif log_likelihood:
             mu = fit._mu_draws()
             sigma = posterior["sigma"].to_numpy()[..., None]
             resid = (model.spec.response_values - mu) / sigma
@@ -104,7 +106,7 @@ class BayesFit:
     # -- summaries -----------------------------------------------------------------------
     def summary(self, include_random: bool = False, hdi_prob: float = 0.95) -> pd.DataFrame:
         """Posterior mean, sd, HDI, MCSE, R-hat and bulk/tail ESS per parameter."""
-        names = [n for n in public_names(self.spec)
+        names = [n for n in public_names(self.spec, self.model.residual_public)
                  if include_random or not n.startswith("r_")]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -116,7 +118,7 @@ class BayesFit:
         random effects included: ArviZ's rank-normalized R-hat and bulk/tail ESS, computed
         once, for all parameters together (``diagnostics.py``; ~5 s for InstEval's 4,138)."""
         if self._diagnostics is None:
-            posterior = self.posterior[public_names(self.spec)]
+            posterior = self.posterior[public_names(self.spec, self.model.residual_public)]
             chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
             draws_by_parameter = np.concatenate(
                 [v.transpose("chain", "draw", ...).to_numpy().reshape(chains, draws, -1)
@@ -160,8 +162,11 @@ class BayesFit:
         so ``az.plot_ppc(fit.idata)`` works; returns ``idata``."""
         rng = np.random.default_rng(random_seed)
         mu = self._mu_draws()
-        sigma = self._draws("sigma")[..., None]
-        y_rep = mu + sigma * rng.standard_normal(mu.shape)
+        if self.model.residual_model is not None:
+            y_rep = mu + self._structured_noise(rng)
+        else:
+            sigma = self._draws("sigma")[..., None]
+            y_rep = mu + sigma * rng.standard_normal(mu.shape)
         post = self.posterior
         ds = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
                         coords={"chain": post.chain, "draw": post.draw,
@@ -195,6 +200,11 @@ class BayesFit:
         """
         if kind not in ("mean", "response"):
             raise ValueError(f"kind must be 'mean' or 'response', got {kind!r}")
+        if kind == "response" and self.model.residual_model is not None:
+            raise NotImplementedError(
+                "kind='response' for new rows of a model with a residual structure is not "
+                "built yet (their correlated noise needs their groups and occasions); use "
+                "kind='mean', or posterior_predictive() for the fitted rows")
         if new_levels not in ("sample", "zero", "error"):
             raise ValueError(f"new_levels must be 'sample', 'zero' or 'error', got {new_levels!r}")
         rng = np.random.default_rng(random_seed)
@@ -242,6 +252,69 @@ class BayesFit:
         effects = np.einsum("cdij,cdnj->cdni", chol, z)
         return effects[:, :, inverse, :]
 
+    # -- the residual structure ------------------------------------------------------------
+    def _residual_params(self):
+        """Per draw (chain * draw) the REML engine's residual parameters and sigma."""
+        from .residual_terms import unconstrained
+
+        post = self.posterior
+        draws = {name: post[name].to_numpy().reshape(
+            post.sizes["chain"] * post.sizes["draw"], *post[name].shape[2:])
+            for name in ("sigma", *self.model.residual_public) if name in post}
+        return unconstrained(self.model.residual_model, draws)
+
+    def _structured_loglik(self) -> xr.Dataset:
+        """Log likelihood per residual group (one multivariate normal each; leave-one-group-
+        out is what ``az.loo`` then estimates), dims (chain, draw, group)."""
+        residual = self.model.residual_model
+        post = self.posterior
+        chains, draws = post.sizes["chain"], post.sizes["draw"]
+        raw = self.spec.response_values[None, :] - self._mu_draws().reshape(chains * draws, -1)
+        rho, sigma = self._residual_params()
+        n_groups = len(residual.group_labels)
+        out = np.empty((chains * draws, n_groups))
+        for d in range(chains * draws):
+            inverses, row_sd, _ = whitener = residual.whitener(rho[d])
+            z = residual.whiten([raw[d]], whitener)[0] / sigma[d]
+            per_row = -0.5 * z**2 - np.log(sigma[d] * row_sd) - 0.5 * np.log(2 * np.pi)
+            # whitening by L^-1 keeps log|V_i| as sum of log diag(L): add it per group
+            per_row += _log_unit_diagonal(residual, inverses)
+            out[d] = np.bincount(residual.group_codes, weights=per_row, minlength=n_groups)
+        return xr.Dataset({"y": (("chain", "draw", "group"), out.reshape(chains, draws, -1))},
+                          coords={"chain": post.chain, "draw": post.draw,
+                                  "group": list(residual.group_labels)})
+
+    def _structured_noise(self, rng: np.random.Generator) -> np.ndarray:
+        """Residual draws e ~ N(0, sigma^2 V) per posterior draw, (chain, draw, n)."""
+        residual = self.model.residual_model
+        post = self.posterior
+        chains, draws = post.sizes["chain"], post.sizes["draw"]
+        rho, sigma = self._residual_params()
+        out = np.empty((chains * draws, self.spec.n))
+        for d in range(chains * draws):
+            inverses, row_sd, _ = residual.whitener(rho[d])
+            z = rng.standard_normal(self.spec.n)
+            e = z.copy()
+            for batch, inv in zip(residual.batches, inverses, strict=True):
+                chol = np.linalg.inv(inv)  # L of the correlation at each pattern
+                e[batch.rows] = np.einsum("gij,gj->gi", chol[batch.pattern], z[batch.rows])
+            out[d] = sigma[d] * row_sd * e
+        return out.reshape(chains, draws, -1)
+
+    def residual_cov(self) -> pd.DataFrame:
+        """Posterior mean of the occasion x occasion residual covariance (sigma^2 included),
+        as ``RemlFit.residual_cov()``."""
+        residual = self.model.residual_model
+        if residual is None:
+            s2 = float(np.mean(self._draws("sigma") ** 2))
+            return pd.DataFrame([[s2]], index=["(all)"], columns=["(all)"])
+        rho, sigma = self._residual_params()
+        total = None
+        for d in range(len(sigma)):
+            cov = residual.covariance(rho[d], sigma[d])
+            total = cov if total is None else total + cov
+        return total / len(sigma)
+
     def to_netcdf(self, path: str) -> str:
         """Save the fit (posterior, diagnostics and the data and formula needed to rebuild
         the model) to a netCDF file; read it back with ``bayeslmm.load(path)``."""
@@ -266,6 +339,16 @@ class BayesFit:
                 f"{self.elapsed:.1f} s; divergences {diag['divergences']}, max R-hat "
                 f"{diag['max_rhat']:.3f}, min bulk ESS {diag['min_ess_bulk']:.0f}</p>")
         return head + self.summary().to_html()
+
+
+def _log_unit_diagonal(residual, inverses) -> np.ndarray:
+    """Per row -log L_jj of its group's correlation factor (diag of L^-1 is 1 / L_jj), so
+    that the per-row terms sum to a group's log density."""
+    out = np.zeros(residual.n)
+    for batch, inv in zip(residual.batches, inverses, strict=True):
+        diag = np.diagonal(inv, axis1=1, axis2=2)[batch.pattern]   # 1 / L_jj
+        out[batch.rows] = np.log(diag)
+    return out
 
 
 def _is_free_entry(label: str, groups) -> bool:
@@ -316,7 +399,15 @@ def compare(bayes: BayesFit, reml: RemlFit | None = None, prob: float = 0.95) ->
                     add(f"{cor_name(group, k)}[{terms[a]}, {terms[b]}]", "cor",
                         float(row.sdcor.iloc[0]),
                         cor.sel({d1: terms[a], d2: terms[b]}).to_numpy())
-    add("sigma", "sigma", reml.sigma, post["sigma"].to_numpy())
+    if bayes.model.residual_model is None:
+        add("sigma", "sigma", reml.sigma, post["sigma"].to_numpy())
+    else:
+        from .residual_terms import parameter_draws
+
+        draws = parameter_draws(bayes.model.residual_model, post)
+        for name, value in reml.residual_structure["estimate"].items():
+            if name in draws:
+                add(name, "residual", float(value), draws[name])
     pct = f"{100 * prob:g}%"
     return pd.DataFrame(rows, columns=["parameter", "class", "reml", "mean", "sd",
                                        f"lower {pct}", f"upper {pct}", "outside"]

@@ -1,0 +1,73 @@
+"""PyTensor Ops for the structured residual likelihood: one numpy call per NUTS step gives
+the value and every gradient (``residual/loglik.py``), as ``marginal_op.py`` does for the
+marginal density.  A pure PyTensor graph of batched Cholesky factors ran ~100x slower (its
+Blockwise nodes fall back to Python without a linked BLAS)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+
+from ..residual.loglik import car1_logp, occasion_logp
+
+__all__ = ["OccasionLogp", "Car1Logp"]
+
+
+class OccasionLogp(Op):
+    """log p(resid | Sigma) for Sigma (T x T) over the occasions."""
+
+    __props__ = ("key",)
+
+    def __init__(self, residual):
+        self.residual = residual
+        self.key = id(residual)
+
+    def make_node(self, resid, sigma_full):
+        resid = pt.as_tensor_variable(resid, dtype="float64")
+        sigma_full = pt.as_tensor_variable(sigma_full, dtype="float64")
+        return Apply(self, [resid, sigma_full], [pt.dscalar(), pt.dvector(), pt.dmatrix()])
+
+    def perform(self, node, inputs, output_storage):
+        resid, sigma_full = inputs
+        try:
+            value, g_e, g_s = occasion_logp(self.residual, resid, sigma_full)
+        except np.linalg.LinAlgError:
+            value, g_e, g_s = -np.inf, np.zeros_like(resid), np.zeros_like(sigma_full)
+        output_storage[0][0] = np.asarray(value, dtype="float64")
+        output_storage[1][0] = np.asarray(g_e, dtype="float64")
+        output_storage[2][0] = np.asarray(g_s, dtype="float64")
+
+    def grad(self, inputs, output_grads):
+        _, g_e, g_s = self(*inputs)
+        g = output_grads[0]
+        return [g * g_e, g * g_s]
+
+
+class Car1Logp(Op):
+    """log p(resid | sigma, phi) for the continuous-time AR(1) structure."""
+
+    __props__ = ("key",)
+
+    def __init__(self, residual):
+        self.residual = residual
+        self.key = id(residual)
+
+    def make_node(self, resid, sigma, phi):
+        inputs = [pt.as_tensor_variable(v, dtype="float64") for v in (resid, sigma, phi)]
+        return Apply(self, inputs, [pt.dscalar(), pt.dvector(), pt.dscalar(), pt.dscalar()])
+
+    def perform(self, node, inputs, output_storage):
+        resid, sigma, phi = inputs
+        try:
+            value, g_e, g_s, g_p = car1_logp(self.residual, resid, float(sigma), float(phi))
+        except np.linalg.LinAlgError:
+            value, g_e, g_s, g_p = -np.inf, np.zeros_like(resid), 0.0, 0.0
+        for k, v in enumerate((value, g_e, g_s, g_p)):
+            output_storage[k][0] = np.asarray(v, dtype="float64")
+
+    def grad(self, inputs, output_grads):
+        _, g_e, g_s, g_p = self(*inputs)
+        g = output_grads[0]
+        return [g * g_e, g * g_s, g * g_p]
