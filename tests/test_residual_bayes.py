@@ -118,3 +118,25 @@ def test_priors_for_residual_parameters_are_checked(orthodont):
     with pytest.raises(ValueError, match="unknown prior name"):
         bayeslmm.Model("distance ~ age", orthodont, residual="ar1(age | Subject)",
                        priors={"rho": bayeslmm.Uniform(0, 1)})
+
+
+def test_numba_kernel_matches_numpy(orthodont):
+    from bayeslmm.residual.loglik_kernel import KernelLayout, occasion_logp_kernel
+
+    model = ResidualModel(parse_residual("toep(age | Subject)"), orthodont)
+    layout = KernelLayout.of(model)
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(4, 4))
+    sigma_full = a @ a.T + 0.5 * np.eye(4)
+    e = rng.normal(size=len(orthodont))
+    want = occasion_logp(model, e, sigma_full)
+    got = occasion_logp_kernel(e, sigma_full, layout.rows, layout.group_start,
+                               layout.group_pattern, layout.pattern_pos, layout.pattern_start,
+                               layout.pattern_count, layout.max_size)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    np.testing.assert_allclose(got[1], want[1], atol=1e-12)
+    np.testing.assert_allclose(got[2], want[2], atol=1e-12)
+    bad = -np.eye(4)
+    assert occasion_logp_kernel(e, bad, layout.rows, layout.group_start, layout.group_pattern,
+                                layout.pattern_pos, layout.pattern_start, layout.pattern_count,
+                                layout.max_size)[0] == -np.inf

@@ -1,6 +1,7 @@
-"""PyTensor Ops for the structured residual likelihood: one numpy call per NUTS step gives
-the value and every gradient (``residual/loglik.py``), as ``marginal_op.py`` does for the
-marginal density.  A pure PyTensor graph of batched Cholesky factors ran ~100x slower (its
+"""PyTensor Ops for the structured residual likelihood: one call per NUTS step gives the value
+and every gradient (the numba kernel ``residual/loglik_kernel.py`` for occasion structures,
+numpy's ``residual/loglik.py`` for car1), as ``marginal_op.py`` does for the marginal
+density.  A pure PyTensor graph of batched Cholesky factors ran ~100x slower (its
 Blockwise nodes fall back to Python without a linked BLAS)."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from ..residual.loglik import car1_logp, occasion_logp
+from ..residual.loglik import car1_logp
+from ..residual.loglik_kernel import KernelLayout, occasion_logp_kernel
 
 __all__ = ["OccasionLogp", "Car1Logp"]
 
@@ -23,6 +25,10 @@ class OccasionLogp(Op):
     def __init__(self, residual):
         self.residual = residual
         self.key = id(residual)
+        layout = KernelLayout.of(residual)
+        self._layout = (layout.rows, layout.group_start, layout.group_pattern,
+                        layout.pattern_pos, layout.pattern_start, layout.pattern_count,
+                        layout.max_size)
 
     def make_node(self, resid, sigma_full):
         resid = pt.as_tensor_variable(resid, dtype="float64")
@@ -31,10 +37,9 @@ class OccasionLogp(Op):
 
     def perform(self, node, inputs, output_storage):
         resid, sigma_full = inputs
-        try:
-            value, g_e, g_s = occasion_logp(self.residual, resid, sigma_full)
-        except np.linalg.LinAlgError:
-            value, g_e, g_s = -np.inf, np.zeros_like(resid), np.zeros_like(sigma_full)
+        value, g_e, g_s = occasion_logp_kernel(np.ascontiguousarray(resid, dtype=float),
+                                               np.ascontiguousarray(sigma_full, dtype=float),
+                                               *self._layout)
         output_storage[0][0] = np.asarray(value, dtype="float64")
         output_storage[1][0] = np.asarray(g_e, dtype="float64")
         output_storage[2][0] = np.asarray(g_s, dtype="float64")
