@@ -1,6 +1,6 @@
 """Unstructured MMRM speed, bayeslmm vs glmmTMB and nlme's gls, same data, one run.
 
-    python benchmarks/mmrm.py [--no-r] [--gls-max-rows 10000]
+    python benchmarks/mmrm.py [--no-r] [--no-bayes] [--gls-max-rows 10000]
 
 Two data sets simulated like the mmrm package's benchmarks (seeded, written to a temporary
 directory and read by both sides): an FEV-shaped one (200 subjects x 4 visits = 800 rows)
@@ -13,7 +13,9 @@ bayeslmm: ``bayeslmm.fit(..., method="reml", residual="us(visit | id)")``.  glmm
 ``y ~ ... + us(visit + 0 | id), dispformula = ~ 0, REML = TRUE`` (how mmrm's benchmarks and
 glmmTMB's docs fit an MMRM).  gls: ``correlation = corSymm(form = ~ vnum | id), weights =
 varIdent(form = ~ 1 | visit)``.  Prints wall seconds, the REML log likelihood of each, the
-speed ratio, and the BLAS that ran.
+speed ratio, and the BLAS that ran; then the Bayesian fit of the same model
+(``bayeslmm.fit(..., residual="us(visit | id)")``, 4 chains x 1000 draws after 1000 tuning
+steps, the REML start included) with its min bulk ESS, divergences and worst R-hat.
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ def ours(path: Path) -> dict:
     return {"wall": wall, "loglik": fit.loglik, "evals": fit.n_evals, "ok": fit.converged}
 
 
+def bayes(path: Path) -> dict:
+    data = pd.read_csv(path)
+    data["visit"] = pd.Categorical(data["visit"], sorted(data["visit"].unique()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        fit = bayeslmm.fit(FORMULA, data, residual="us(visit | id)", draws=1000, tune=1000,
+                           chains=4, random_seed=1, progressbar=False)
+        wall = time.perf_counter() - start
+    d = fit.diagnostics()
+    return {"wall": wall, "ess": d["min_ess_bulk"], "div": d["divergences"], "rhat": d["max_rhat"]}
+
+
 def peers(path: Path, with_gls: bool) -> dict:
     res = subprocess.run(["Rscript", str(ROOT / "benchmarks" / "r" / "mmrm_peers.R"), str(path),
                           "1" if with_gls else "0"], capture_output=True, text=True)
@@ -83,6 +98,7 @@ def peers(path: Path, with_gls: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-r", action="store_true", help="skip glmmTMB and gls")
+    parser.add_argument("--no-bayes", action="store_true", help="skip the Bayesian fits")
     parser.add_argument("--gls-max-rows", type=int, default=10_000,
                         help="run gls only on data sets up to this many rows")
     args = parser.parse_args()
@@ -98,11 +114,12 @@ def main() -> None:
             data.to_csv(path, index=False)
             mine = ours(path)
             other = {} if args.no_r else peers(path, len(data) <= args.gls_max_rows)
-            rows.append((name, len(data), mine, other))
+            posterior = None if args.no_bayes else bayes(path)
+            rows.append((name, len(data), mine, other, posterior))
     print("\n| data | rows | bayeslmm s | evals | glmmTMB s | gls s | glmmTMB/ours | "
           "logLik ours | logLik - glmmTMB | logLik - gls |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, n, mine, other in rows:
+    for name, n, mine, other, _posterior in rows:
         tmb, gls = other.get("glmmtmb", {}), other.get("gls", {})
         ratio = tmb["wall"] / mine["wall"] if tmb else float("nan")
         print(f"| {name} | {n} | {mine['wall']:.2f} | {mine['evals']} | "
@@ -110,6 +127,12 @@ def main() -> None:
               f"{ratio:.1f} | {mine['loglik']:.4f} | "
               f"{mine['loglik'] - tmb.get('loglik', float('nan')):.2e} | "
               f"{mine['loglik'] - gls.get('loglik', float('nan')):.2e} |")
+    if not args.no_bayes:
+        print("\n| data | Bayesian s | min bulk ESS | ESS/s | divergences | max R-hat |")
+        print("|---|---|---|---|---|---|")
+        for name, _n, _mine, _other, post in rows:
+            print(f"| {name} | {post['wall']:.1f} | {post['ess']:.0f} | "
+                  f"{post['ess'] / post['wall']:.1f} | {post['div']} | {post['rhat']:.3f} |")
 
 
 if __name__ == "__main__":
