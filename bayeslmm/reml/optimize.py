@@ -213,4 +213,5 @@ def fit_reml(
         n_evals=deviance.n_evals - evals_before,
         is_singular=singular,
         elapsed=time.perf_counter() - started,
+        deviance_object=deviance,
     )

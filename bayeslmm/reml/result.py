@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ class RemlFit:
     elapsed: float
     residual_model: object | None = None     # residual.ResidualModel (R-side structure)
     residual_params: np.ndarray | None = None
+    deviance_object: object | None = field(default=None, repr=False)  # Deviance it came from
 
     # -- fixed effects -------------------------------------------------------------------
     @property
@@ -68,6 +69,29 @@ class RemlFit:
     def tvalues(self) -> pd.Series:
         """t values (estimate / standard error)."""
         return (self.fixef / self.se).rename("t")
+
+    # -- tests of fixed effects (bayeslmm/inference) -------------------------------------
+    def coef_table(self, ddf: str | None = "satterthwaite") -> pd.DataFrame:
+        """``estimate, se, df, t, p`` per fixed effect, indexed by X's column names.
+
+        ``ddf``: ``"satterthwaite"`` (lmerTest's default), ``"residual"`` (n - p) or None
+        (z tests); ``"kenward-roger"`` is not built yet."""
+        from ..inference import coef_table
+
+        return coef_table(self, ddf)
+
+    def anova(self, ddf: str | None = "satterthwaite") -> pd.DataFrame:
+        """Type III F tests by formula term: ``num_df, den_df, F, p`` (lmerTest's anova)."""
+        from ..inference import anova_table
+
+        return anova_table(self, ddf)
+
+    def test(self, hypothesis, rhs=None, ddf: str | None = "satterthwaite") -> pd.Series:
+        """Test a linear hypothesis: ``fit.test("Days = 0")``, ``fit.test("a = b, c = 0")``
+        or a contrast matrix L (rows: hypotheses, columns: fixed effects) with ``rhs``."""
+        from ..inference import linear_test
+
+        return linear_test(self, hypothesis, rhs, ddf)
 
     # -- covariance parameters -----------------------------------------------------------
     @property
@@ -266,8 +290,9 @@ class RemlFit:
         return pd.Series(value, index=newdata.index, name="predicted")
 
     # -- printing ------------------------------------------------------------------------
-    def summary(self) -> SummaryText:
-        """A table like lme4's ``summary()``."""
+    def summary(self, ddf: str | None = "satterthwaite") -> SummaryText:
+        """A table like lme4's ``summary()``, with lmerTest's df and p-values (``ddf``:
+        "satterthwaite", "residual", or None for z tests)."""
         kind = ("Linear mixed model" if self.spec.blocks else
                 "Generalized least squares" if self.residual_model is not None
                 and self.residual_model.size else "Linear model")
@@ -299,8 +324,7 @@ class RemlFit:
         if self.spec.n_dropped:
             lines.append(f"({self.spec.n_dropped} rows dropped for missing values)")
         lines += ["", "Fixed effects:"]
-        table = pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.se,
-                              "t value": self.tvalues})
+        table = self._coef_display(ddf)
         lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
         if self.spec.p > 1:
             se = self.se.to_numpy()
@@ -314,6 +338,20 @@ class RemlFit:
         if not self.converged:
             lines += ["", f"optimizer did not converge: {self.optimizer_message}"]
         return SummaryText("\n".join(lines))
+
+    def _coef_display(self, ddf) -> pd.DataFrame:
+        try:
+            ct = self.coef_table(ddf)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):  # a degenerate fit
+            ct = None
+        table = pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.se})
+        if ct is None:
+            table["t value"] = self.tvalues
+            return table
+        table["df"] = ct["df"]
+        table["t value"] = ct["t"]
+        table["Pr(>|t|)"] = ct["p"]
+        return table
 
     def _header(self) -> str:
         dropped = f" ({self.spec.n_dropped} dropped for missing values)" \

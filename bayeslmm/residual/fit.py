@@ -139,4 +139,4 @@ def fit_structured(spec: ModelSpec, residual: ResidualModel, reml: bool = True,
         effects=est.effects, criterion=est.criterion, deviance_ml=est.deviance_ml,
         converged=converged, optimizer_message=message, n_evals=dev.n_evals,
         is_singular=singular, elapsed=time.perf_counter() - started,
-        residual_model=residual, residual_params=params[n_theta:].copy())
+        residual_model=residual, residual_params=params[n_theta:].copy(), deviance_object=dev)
