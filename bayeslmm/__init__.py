@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for editors and type checkers; at run time see __getattr__
     from . import datasets, plots
     from .api import fit
+    from .inference.lrt import anova
     from .bayes import (
         LKJ,
         BayesFit,
@@ -38,7 +39,7 @@ __version__ = "0.1.0"
 # light: the helper process that compiles the numba kernel on a first fit
 # (bayes/kernel_cfunc.py) imports only what the kernel needs, not pandas and formulae.
 _LAZY = {
-    "fit": "bayeslmm.api", "build_spec": "bayeslmm.design", "RemlFit": "bayeslmm.reml",
+    "fit": "bayeslmm.api", "anova": "bayeslmm.inference.lrt", "build_spec": "bayeslmm.design", "RemlFit": "bayeslmm.reml",
     "ModelSpec": "bayeslmm.spec", "RandomBlock": "bayeslmm.spec",
     "datasets": "bayeslmm.datasets", "plots": "bayeslmm.plots", "load": "bayeslmm.io",
     "Model": "bayeslmm.bayes", "BayesFit": "bayeslmm.bayes", "compare": "bayeslmm.bayes",
@@ -50,7 +51,7 @@ _LAZY = {
 _MODULES = {"datasets", "plots"}
 
 __all__ = [
-    "fit", "build_spec", "RemlFit", "ModelSpec", "RandomBlock", "datasets", "plots", "load",
+    "fit", "anova", "build_spec", "RemlFit", "ModelSpec", "RandomBlock", "datasets", "plots", "load",
     "Model", "BayesFit", "compare", "Normal", "StudentT", "Flat", "HalfNormal",
     "HalfStudentT", "HalfCauchy", "Exponential", "LKJ", "Uniform",
 ]

@@ -108,3 +108,75 @@ def test_other_ddf_and_errors(fits):
     with pytest.raises(ValueError, match="one '='"):
         fit.test("Days")
     assert "Pr(>|t|)" in fit.summary()
+
+
+def test_likelihood_ratio_tests(fits):
+    data = load("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s0 = bayeslmm.fit("Reaction ~ Days + (1 | Subject)", data, method="reml")
+        s2 = bayeslmm.fit("Reaction ~ 1 + (Days | Subject)", data, method="reml")
+    s1 = fits["sleepstudy"]
+    for key, (a, b), refit in (("lrt_sleepstudy_re", (s0, s1), True),
+                               ("lrt_sleepstudy_fixed", (s2, s1), True),
+                               ("lrt_sleepstudy_reml", (s0, s1), False)):
+        ref = REF[key]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = bayeslmm.anova(b, a, refit=refit)   # sorted by npar, as lme4
+        assert list(table.columns) == ["npar", "aic", "bic", "loglik", "deviance", "chisq",
+                                       "df", "p"]
+        np.testing.assert_array_equal(table["npar"], ref["npar"])
+        np.testing.assert_allclose(table["deviance"], ref["deviance"], rtol=1e-8)
+        np.testing.assert_allclose(table["aic"], ref["aic"], rtol=1e-8)
+        assert np.isnan(table["chisq"].iloc[0])
+        assert table["chisq"].iloc[1] == pytest.approx(ref["chisq"][1], rel=1e-6)
+        _close_p([table["p"].iloc[1]], [ref["p"][1]])
+    with pytest.warns(UserWarning, match="boundary"):
+        table = bayeslmm.anova(s0, s1)
+    assert "mixture" in table.attrs["note"]
+    with pytest.raises(ValueError, match="different fixed effects"):
+        bayeslmm.anova(s2, s1, refit=False)
+
+
+@pytest.mark.parametrize("key, case", [("confint_sleepstudy_profile", "sleepstudy"),
+                                       ("confint_orthodont_ri_profile", "orthodont_ri")])
+def test_profile_intervals_match_lme4(key, case, fits):
+    if case == "orthodont_ri":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = bayeslmm.fit("distance ~ age * Sex + (1 | Subject)", _orthodont(),
+                               method="reml")
+    else:
+        fit = fits[case]
+    ref = REF[key]
+    ours = fit.confint("profile")
+    lme4_order = ([n for n in ours.index if not n.startswith("b[")]
+                  + [n for n in ours.index if n.startswith("b[")])
+    np.testing.assert_allclose(ours.loc[lme4_order, "lower"], ref["lower"], rtol=1e-3)
+    np.testing.assert_allclose(ours.loc[lme4_order, "upper"], ref["upper"], rtol=1e-3)
+    wald = fit.confint("wald")
+    assert wald.loc[[n for n in wald.index if not n.startswith("b[")]].isna().all().all()
+
+
+def test_wald_matches_lme4(fits):
+    ref = REF["confint_sleepstudy_wald"]
+    wald = fits["sleepstudy"].confint("wald")
+    np.testing.assert_allclose(wald.loc[["b[Intercept]", "b[Days]"], "lower"], ref["lower"][4:],
+                               rtol=1e-7)
+
+
+def test_bootstrap_is_reproducible_and_calibrated(fits):
+    fit = fits["sleepstudy"]
+    reps = fit.bootstrap(n=200, random_seed=7, progressbar=False)
+    assert list(reps.columns) == ["b[Intercept]", "b[Days]", "sd_Subject[Intercept]",
+                                  "sd_Subject[Days]", "cor_Subject[Intercept, Days]", "sigma"]
+    again = fit.bootstrap(n=20, random_seed=7, progressbar=False)
+    np.testing.assert_array_equal(again.to_numpy(), reps.head(20).to_numpy())
+    # the bootstrap SD of a fixed effect estimates its standard error (within 20% at n=200)
+    se = fit.se.to_numpy()
+    assert np.all(np.abs(reps[["b[Intercept]", "b[Days]"]].std().to_numpy() / se - 1) < 0.2)
+    # and the replicates are centred on the estimates (the simulation truth)
+    assert abs(reps["sigma"].mean() - fit.sigma) < 3 * reps["sigma"].std() / np.sqrt(200) + 0.5
+    boot = fit.confint("boot", n_boot=100, random_seed=1)
+    assert (boot["lower"] < boot["upper"]).all()

@@ -59,12 +59,23 @@ class VarianceParameters:
             return self.dev.estimates(np.concatenate([self.dev.scaled_theta(theta), rho]))
         return self.dev.estimates(theta)
 
+    def _profiled(self, theta: np.ndarray, rho: np.ndarray) -> tuple[float, float]:
+        """(profiled criterion, sigma_hat) at theta (and rho)."""
+        if self.structured:
+            est = self._estimates(theta, rho)
+            return est.criterion, est.sigma
+        dev = self.dev
+        fac = dev.system.factorize(dev.scaled_theta(theta))
+        value = dev.scaling.criterion_back(dev.system.criterion(fac, self.reml), self.reml)
+        sigma_hat = dev.scaling.y_scale * float(np.sqrt(fac.pwrss / self.dof))
+        return float(value), sigma_hat
+
     def criterion(self, varpar: np.ndarray) -> float:
         """-2 log (restricted) likelihood at varpar (sigma not profiled)."""
         theta, rho, sigma = self.split(varpar)
-        est = self._estimates(theta, rho)
-        ratio = est.sigma**2 / sigma**2
-        return float(est.criterion + self.dof * (-np.log(ratio) + ratio - 1.0))
+        value, sigma_hat = self._profiled(theta, rho)
+        ratio = sigma_hat**2 / sigma**2
+        return float(value + self.dof * (-np.log(ratio) + ratio - 1.0))
 
     def vcov_beta(self, varpar: np.ndarray) -> np.ndarray:
         theta, rho, sigma = self.split(varpar)

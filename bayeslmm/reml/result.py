@@ -93,6 +93,24 @@ class RemlFit:
 
         return linear_test(self, hypothesis, rhs, ddf)
 
+    def confint(self, method: str = "profile", level: float = 0.95, n_boot: int = 1000,
+                random_seed: int | None = None) -> pd.DataFrame:
+        """Confidence intervals (columns ``lower, upper``) of every fixed effect, SD,
+        correlation and sigma, named as ``compare_reml()``: ``method="profile"`` (lme4's
+        likelihood-ratio intervals), ``"wald"`` (fixed effects; NaN for variances, as lme4)
+        or ``"boot"`` (percentiles of ``bootstrap(n_boot)``)."""
+        from ..inference.intervals import confint
+
+        return confint(self, method, level, n_boot=n_boot, random_seed=random_seed)
+
+    def bootstrap(self, n: int = 1000, random_seed: int | None = None,
+                  progressbar: bool = True) -> pd.DataFrame:
+        """``n`` parametric-bootstrap replicates of every parameter (a DataFrame, one row per
+        replicate; MixedModels.jl's ``parametricbootstrap``), reproducible with a seed."""
+        from ..inference.bootstrap import bootstrap
+
+        return bootstrap(self, n=n, random_seed=random_seed, progressbar=progressbar)
+
     # -- covariance parameters -----------------------------------------------------------
     @property
     def blocks(self):
