@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for editors and type checkers; at run time see __getattr__
     from . import datasets, plots
     from .api import fit
-    from .inference.lrt import anova
     from .bayes import (
         LKJ,
         BayesFit,
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time see __getattr__
         compare,
     )
     from .design import build_spec
+    from .inference.lrt import anova
     from .io import load
     from .reml import RemlFit
     from .spec import ModelSpec, RandomBlock
@@ -39,7 +39,8 @@ __version__ = "0.1.0"
 # light: the helper process that compiles the numba kernel on a first fit
 # (bayes/kernel_cfunc.py) imports only what the kernel needs, not pandas and formulae.
 _LAZY = {
-    "fit": "bayeslmm.api", "anova": "bayeslmm.inference.lrt", "build_spec": "bayeslmm.design", "RemlFit": "bayeslmm.reml",
+    "fit": "bayeslmm.api", "anova": "bayeslmm.inference.lrt", "build_spec": "bayeslmm.design",
+    "RemlFit": "bayeslmm.reml",
     "ModelSpec": "bayeslmm.spec", "RandomBlock": "bayeslmm.spec",
     "datasets": "bayeslmm.datasets", "plots": "bayeslmm.plots", "load": "bayeslmm.io",
     "Model": "bayeslmm.bayes", "BayesFit": "bayeslmm.bayes", "compare": "bayeslmm.bayes",
@@ -51,7 +52,8 @@ _LAZY = {
 _MODULES = {"datasets", "plots"}
 
 __all__ = [
-    "fit", "anova", "build_spec", "RemlFit", "ModelSpec", "RandomBlock", "datasets", "plots", "load",
+    "fit", "anova", "build_spec", "RemlFit", "ModelSpec", "RandomBlock", "datasets", "plots",
+    "load",
     "Model", "BayesFit", "compare", "Normal", "StudentT", "Flat", "HalfNormal",
     "HalfStudentT", "HalfCauchy", "Exponential", "LKJ", "Uniform",
 ]
