@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time see __getattr__
         Uniform,
         compare,
     )
+    from .bayes.evidence import bayes_factor
     from .design import build_spec
     from .inference.lrt import anova
     from .io import load
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 # (bayes/kernel_cfunc.py) imports only what the kernel needs, not pandas and formulae.
 _LAZY = {
     "fit": "bayeslmm.api", "anova": "bayeslmm.inference.lrt", "build_spec": "bayeslmm.design",
-    "RemlFit": "bayeslmm.reml",
+    "RemlFit": "bayeslmm.reml", "bayes_factor": "bayeslmm.bayes.evidence",
     "ModelSpec": "bayeslmm.spec", "RandomBlock": "bayeslmm.spec",
     "datasets": "bayeslmm.datasets", "plots": "bayeslmm.plots", "load": "bayeslmm.io",
     "Model": "bayeslmm.bayes", "BayesFit": "bayeslmm.bayes", "compare": "bayeslmm.bayes",
@@ -52,8 +53,8 @@ _LAZY = {
 _MODULES = {"datasets", "plots"}
 
 __all__ = [
-    "fit", "anova", "build_spec", "RemlFit", "ModelSpec", "RandomBlock", "datasets", "plots",
-    "load",
+    "fit", "anova", "bayes_factor", "build_spec", "RemlFit", "ModelSpec", "RandomBlock",
+    "datasets", "plots", "load",
     "Model", "BayesFit", "compare", "Normal", "StudentT", "Flat", "HalfNormal",
     "HalfStudentT", "HalfCauchy", "Exponential", "LKJ", "Uniform",
 ]

@@ -252,6 +252,17 @@ class BayesFit:
         effects = np.einsum("cdij,cdnj->cdni", chol, z)
         return effects[:, :, inverse, :]
 
+    # -- evidence -------------------------------------------------------------------------
+    def log_marginal_likelihood(self, n_proposal: int = 20_000,
+                                random_seed: int | None = 0) -> tuple[float, float]:
+        """``(log p(y), mcse)``: beta and b integrated analytically, the covariance
+        parameters by importance sampling from a Student t fitted to the draws
+        (``bayes/evidence.py``).  Needs the marginal sampler and Normal fixed-effect priors;
+        the value depends on the priors (see docs/inference.md)."""
+        from .evidence import log_marginal_likelihood
+
+        return log_marginal_likelihood(self, n_proposal=n_proposal, random_seed=random_seed)
+
     # -- the residual structure ------------------------------------------------------------
     def _residual_params(self):
         """Per draw (chain * draw) the REML engine's residual parameters and sigma."""
