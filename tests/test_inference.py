@@ -62,6 +62,25 @@ def test_satterthwaite_coef_table(case, fits):
     _close_p(table["p"], ref["p"])
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kenward_roger_coef_table(case, fits):
+    """pbkrtest 0.5.2's adjusted SEs and df, as lmerTest's summary(ddf = "Kenward-Roger")."""
+    ref = REF[case]["kenward_roger"]
+    table = fits[case].coef_table(ddf="kenward-roger")
+    np.testing.assert_allclose(table["df"], ref["df"], rtol=1e-4)
+    np.testing.assert_allclose(table["se"], ref["se"], rtol=1e-5)
+    _close_p(table["p"], ref["p"])
+
+
+@pytest.mark.parametrize("case", ["sleepstudy", "orthodont", "ergostool", "crossed"])
+def test_kenward_roger_anova(case, fits):
+    ref = REF[case]["anova_kenward_roger"]
+    table = fits[case].anova(ddf="kenward-roger")
+    np.testing.assert_allclose(table["den_df"], np.atleast_1d(ref["den_df"]), rtol=1e-4)
+    np.testing.assert_allclose(table["F"], np.atleast_1d(ref["F"]), rtol=1e-5)
+    _close_p(table["p"], np.atleast_1d(ref["p"]))
+
+
 @pytest.mark.parametrize("case", ["sleepstudy", "orthodont", "ergostool", "crossed"])
 def test_type3_anova(case, fits):
     ref = REF[case]["anova_satterthwaite"]
@@ -99,8 +118,6 @@ def test_other_ddf_and_errors(fits):
     assert np.isinf(z["df"]).all()
     res = fit.coef_table(ddf="residual")
     assert (res["df"] == 178).all()
-    with pytest.raises(NotImplementedError, match="kenward-roger"):
-        fit.coef_table(ddf="kenward-roger")
     with pytest.raises(ValueError, match="ddf must be"):
         fit.coef_table(ddf="bogus")
     with pytest.raises(ValueError, match="not a fixed effect"):

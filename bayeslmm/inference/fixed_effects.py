@@ -2,9 +2,10 @@
 p-values, type III F tests by formula term, and linear hypotheses (lmerTest's ``summary``,
 ``anova`` and ``contest``).
 
-``ddf``: ``"satterthwaite"`` (lmerTest's default; ``satterthwaite.py``), ``"residual"``
-(n - p, as a linear model), ``None`` (z tests: infinite df, statsmodels' MixedLM); and
-``"kenward-roger"`` (not built yet).
+``ddf``: ``"satterthwaite"`` (lmerTest's default; ``satterthwaite.py``), ``"kenward-roger"``
+(pbkrtest's adjusted covariance and df; ``kenward_roger.py``; it also adjusts ``se``),
+``"residual"`` (n - p, as a linear model), ``None`` (z tests: infinite df, statsmodels'
+MixedLM).
 """
 
 from __future__ import annotations
@@ -19,16 +20,27 @@ from .satterthwaite import Satterthwaite
 
 __all__ = ["coef_table", "anova_table", "linear_test", "parse_hypotheses", "DDF_METHODS"]
 
-DDF_METHODS = ("satterthwaite", "residual", None)
+DDF_METHODS = ("satterthwaite", "kenward-roger", "residual", None)
 
 
 def _method(ddf) -> str | None:
-    key = None if ddf is None else str(ddf).lower().replace("_", "-")
-    if key in ("kenward-roger", "kr", "kenward"):
-        raise NotImplementedError("ddf='kenward-roger' is not built yet; use 'satterthwaite'")
+    key = None if ddf is None else str(ddf).lower().replace("_", "-").replace(" ", "-")
+    if key in ("kr", "kenward", "kenwardroger"):
+        key = "kenward-roger"
     if key not in DDF_METHODS:
-        raise ValueError(f"ddf must be 'satterthwaite', 'residual' or None, got {ddf!r}")
+        raise ValueError(f"ddf must be 'satterthwaite', 'kenward-roger', 'residual' or None, "
+                         f"got {ddf!r}")
     return key
+
+
+def _kenward_roger(fit):
+    from .kenward_roger import KenwardRoger
+
+    cached = getattr(fit, "_kenward_roger", None)
+    if cached is None:
+        cached = KenwardRoger(fit)
+        fit._kenward_roger = cached
+    return cached
 
 
 def _satterthwaite(fit) -> Satterthwaite:
@@ -44,6 +56,8 @@ def _df(fit, method, contrast) -> float:
         return np.inf
     if method == "residual":
         return float(fit.spec.n - fit.spec.p)
+    if method == "kenward-roger":
+        return _kenward_roger(fit).ddf(contrast)
     return _satterthwaite(fit).ddf(contrast)
 
 
@@ -53,7 +67,8 @@ def coef_table(fit, ddf="satterthwaite") -> pd.DataFrame:
     p = fit.spec.p
     eye = np.eye(p)
     df = np.array([_df(fit, method, eye[j]) for j in range(p)])
-    se = np.sqrt(np.diag(fit.vcov_beta))
+    vcov = _kenward_roger(fit).vcov_adjusted if method == "kenward-roger" else fit.vcov_beta
+    se = np.sqrt(np.diag(vcov))
     t = fit.beta / se
     pval = 2.0 * stats.t.sf(np.abs(t), df) if method else 2.0 * stats.norm.sf(np.abs(t))
     return pd.DataFrame({"estimate": fit.beta, "se": se, "df": df, "t": t, "p": pval},
@@ -78,6 +93,8 @@ def _f_row(fit, method, L: np.ndarray, rhs: np.ndarray | None = None) -> dict:
     L = np.atleast_2d(L)
     if method == "satterthwaite":
         res = _satterthwaite(fit).f_test(L, rhs)
+    elif method == "kenward-roger":
+        res = _kenward_roger(fit).test(L, rhs)
     else:
         vc = L @ fit.vcov_beta @ L.T
         est = L @ fit.beta - (0 if rhs is None else rhs)
@@ -169,6 +186,7 @@ def linear_test(fit, hypothesis, rhs=None, ddf="satterthwaite") -> pd.Series:
     out = {"num_df": res["num_df"], "den_df": res["den_df"], "F": res["F"], "p": res["p"]}
     if L.shape[0] == 1:
         est = float(L[0] @ fit.beta - c[0])
-        se = float(np.sqrt(L[0] @ fit.vcov_beta @ L[0]))
+        vcov = _kenward_roger(fit).vcov_adjusted if method == "kenward-roger" else fit.vcov_beta
+        se = float(np.sqrt(L[0] @ vcov @ L[0]))
         out = {"estimate": est, "se": se, "t": est / se, **out}
     return pd.Series(out, name="test")

@@ -74,8 +74,8 @@ class RemlFit:
     def coef_table(self, ddf: str | None = "satterthwaite") -> pd.DataFrame:
         """``estimate, se, df, t, p`` per fixed effect, indexed by X's column names.
 
-        ``ddf``: ``"satterthwaite"`` (lmerTest's default), ``"residual"`` (n - p) or None
-        (z tests); ``"kenward-roger"`` is not built yet."""
+        ``ddf``: ``"satterthwaite"`` (lmerTest's default), ``"kenward-roger"`` (pbkrtest's;
+        ``se`` adjusted too), ``"residual"`` (n - p) or None (z tests)."""
         from ..inference import coef_table
 
         return coef_table(self, ddf)
@@ -310,7 +310,7 @@ class RemlFit:
     # -- printing ------------------------------------------------------------------------
     def summary(self, ddf: str | None = "satterthwaite") -> SummaryText:
         """A table like lme4's ``summary()``, with lmerTest's df and p-values (``ddf``:
-        "satterthwaite", "residual", or None for z tests)."""
+        "satterthwaite", "kenward-roger", "residual", or None for z tests)."""
         kind = ("Linear mixed model" if self.spec.blocks else
                 "Generalized least squares" if self.residual_model is not None
                 and self.residual_model.size else "Linear model")
@@ -363,6 +363,8 @@ class RemlFit:
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):  # a degenerate fit
             ct = None
         table = pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.se})
+        if ct is not None:
+            table["Std. Error"] = ct["se"]
         if ct is None:
             table["t value"] = self.tvalues
             return table
