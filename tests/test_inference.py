@@ -197,3 +197,14 @@ def test_bootstrap_is_reproducible_and_calibrated(fits):
     assert abs(reps["sigma"].mean() - fit.sigma) < 3 * reps["sigma"].std() / np.sqrt(200) + 0.5
     boot = fit.confint("boot", n_boot=100, random_seed=1)
     assert (boot["lower"] < boot["upper"]).all()
+
+
+def test_compare_reml_shows_reml_intervals(fits):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bayes = bayeslmm.fit("Reaction ~ Days + (Days | Subject)", load("sleepstudy"),
+                             draws=200, tune=200, chains=2, random_seed=1, progressbar=False)
+    table = bayes.compare_reml(fits["sleepstudy"])
+    profile = fits["sleepstudy"].confint("profile")
+    np.testing.assert_allclose(table["reml lower 95%"], profile.loc[table.index, "lower"])
+    assert "reml lower 95%" not in bayes.compare_reml(fits["sleepstudy"], reml_interval=None)

@@ -151,10 +151,14 @@ class BayesFit:
                           "estimates of means and intervals are noisy; draw more",
                           UserWarning, stacklevel=level)
 
-    def compare_reml(self, reml: RemlFit | None = None, prob: float = 0.95) -> pd.DataFrame:
+    def compare_reml(self, reml: RemlFit | None = None, prob: float = 0.95,
+                     reml_interval: str | None = "auto") -> pd.DataFrame:
         """REML estimate beside the posterior mean, sd and central interval of every fixed
-        effect, SD, correlation and sigma; ``outside`` flags REML values outside it."""
-        return compare(self, reml, prob)
+        effect, SD, correlation and sigma; ``outside`` flags REML values outside it; then the
+        REML fit's own interval at the same level (``reml_interval``: "profile", lme4's
+        likelihood-ratio intervals; "wald", NaN for variances; "auto": profile for up to 8
+        variance parameters, else Wald; None: none)."""
+        return compare(self, reml, prob, reml_interval)
 
     # -- predictions ---------------------------------------------------------------------
     def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
@@ -376,7 +380,8 @@ def _is_free_entry(label: str, groups) -> bool:
     return True
 
 
-def compare(bayes: BayesFit, reml: RemlFit | None = None, prob: float = 0.95) -> pd.DataFrame:
+def compare(bayes: BayesFit, reml: RemlFit | None = None, prob: float = 0.95,
+            reml_interval: str | None = "auto") -> pd.DataFrame:
     """Side-by-side REML estimates and posterior summaries (see ``BayesFit.compare_reml``)."""
     if reml is None:
         reml = bayes.model.fit_reml()
@@ -420,9 +425,34 @@ def compare(bayes: BayesFit, reml: RemlFit | None = None, prob: float = 0.95) ->
             if name in draws:
                 add(name, "residual", float(value), draws[name])
     pct = f"{100 * prob:g}%"
-    return pd.DataFrame(rows, columns=["parameter", "class", "reml", "mean", "sd",
-                                       f"lower {pct}", f"upper {pct}", "outside"]
-                        ).set_index("parameter")
+    table = pd.DataFrame(rows, columns=["parameter", "class", "reml", "mean", "sd",
+                                        f"lower {pct}", f"upper {pct}", "outside"]
+                         ).set_index("parameter")
+    interval = _reml_intervals(reml, prob, reml_interval)
+    if interval is not None:
+        table[f"reml lower {pct}"] = interval["lower"].reindex(table.index)
+        table[f"reml upper {pct}"] = interval["upper"].reindex(table.index)
+    return table
+
+
+PROFILE_MAX_PARAMETERS = 8   # "auto": profile intervals up to this many variance parameters
+
+
+def _reml_intervals(reml, prob: float, how: str | None):
+    """The REML fit's intervals for compare_reml: profile (lme4's) where cheap, else Wald."""
+    if how is None:
+        return None
+    if how not in ("auto", "profile", "wald"):
+        raise ValueError(f"reml_interval must be 'auto', 'profile', 'wald' or None, got {how!r}")
+    n_variance = reml.theta.size + 1
+    method = how
+    if how == "auto":
+        method = "profile" if (n_variance <= PROFILE_MAX_PARAMETERS and reml.residual_model
+                               is None and reml.spec.n <= 20_000) else "wald"
+    try:
+        return reml.confint(method, level=prob)
+    except (NotImplementedError, ValueError, np.linalg.LinAlgError):
+        return reml.confint("wald", level=prob)
 
 
 def _outside_package_stacklevel() -> int:
