@@ -89,3 +89,26 @@ def test_improper_priors_are_refused():
                            **FAST)
     with pytest.raises(ValueError, match="proper"):
         fit.log_marginal_likelihood()
+
+
+def test_matches_bridgesampling_on_brms():
+    """brms 2.18 + bridgesampling 1.1 on the same model and priors (goldens:
+    tests/golden/evidence_bridgesampling.json, tests/golden/scripts/evidence_bridgesampling.R):
+    4 x 10,000 Stan draws and 5 bridge repetitions there, seconds here."""
+    import json
+
+    from bayeslmm.bayes import LKJ, HalfStudentT
+
+    from .conftest import GOLDEN
+
+    ref = json.loads((GOLDEN / "evidence_bridgesampling.json").read_text())
+    priors = {"Intercept": Normal(250, 50), "Days": Normal(0, 20), "sd": HalfStudentT(3, 30),
+              "sigma": HalfStudentT(3, 30), "cor": LKJ(1)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayeslmm.fit("Reaction ~ Days + (Days | Subject)", load("sleepstudy"),
+                           priors=priors, draws=1000, tune=1000, chains=4, random_seed=1,
+                           progressbar=False)
+    value, mcse = fit.log_marginal_likelihood()
+    tolerance = 3 * np.hypot(mcse, ref["logml_sd"]) + 0.01
+    assert abs(value - ref["logml_median"]) < tolerance, (value, ref["logml_median"])

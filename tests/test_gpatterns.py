@@ -88,5 +88,23 @@ def test_pattern_errors(data):
         _fit("y ~ x1 + ar1(1 | g)", data, "reml")
     with pytest.raises(ValueError, match="combines a covariance pattern with '||'"):
         _fit("y ~ x1 + cs(1 + x1 || g)", data, "reml")
-    with pytest.raises(NotImplementedError, match="not built yet"):
-        bayeslmm.Model(FORMULAS["cs"], data)
+
+
+@pytest.mark.parametrize("case", ["cs", "ar1"])
+def test_bayesian_patterns_agree_with_reml(case, data):
+    """The full sampler with a cs() / ar1() G: posterior means of every SD, correlation,
+    fixed effect and sigma within 3 posterior SDs of REML on the same data."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayeslmm.fit(FORMULAS[case], data, draws=250, tune=250, chains=2, random_seed=2,
+                           progressbar=False)
+    assert fit.sampler == "full"
+    table = fit.compare_reml(reml_interval=None)
+    assert ((table["mean"] - table["reml"]).abs() < 3 * table["sd"]).all(), table
+    cor = fit.posterior["cor_g"].mean(("chain", "draw")).to_numpy()
+    off = cor[np.triu_indices(cor.shape[0], 1)]
+    if case == "cs":
+        assert np.ptp(off) < 1e-10          # one correlation everywhere
+    else:
+        phi = cor[0, 1]
+        assert abs(cor[0, 2] - phi**2) < 0.1  # phi^lag (of the posterior mean: roughly)

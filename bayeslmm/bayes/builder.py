@@ -200,6 +200,9 @@ def _covariance_part(group: FactorTerms, priors: ResolvedPriors, pt) -> list[tup
         q = block.q
         sd_priors = [priors.sd[factor][t] for t in block.terms]
         suffix = "" if len(group.blocks) == 1 else f"_{k}"
+        if block.structure in ("cs", "ar1"):
+            out.append(_patterned_part(group, k, block, sd_priors, suffix, pt))
+            continue
         if block.correlated and q >= 2:
             chol, corr, stds = pm.LKJCholeskyCov(
                 f"chol_{factor}{suffix}", n=q, eta=priors.cor[factor].eta,
@@ -219,6 +222,46 @@ def _covariance_part(group: FactorTerms, priors: ResolvedPriors, pt) -> list[tup
     pm.Deterministic(f"sd_{factor}", pt.concatenate(sds) if len(sds) > 1 else sds[0],
                      dims=group.term_dim)
     return out
+
+
+def _patterned_part(group: FactorTerms, k: int, block: RandomBlock, sd_priors: list[Prior],
+                    suffix: str, pt) -> tuple:
+    """A cs() or ar1() G pattern: SDs (one per term for cs, one for ar1) and rho ~
+    Uniform(-1 / (q - 1), 1) (``rho_<f>``) or phi ~ Uniform(-1, 1) (``phi_<f>``); the
+    correlation matrix is recorded as ``cor_<f>``."""
+    import pymc as pm
+
+    factor, q = group.factor, block.q
+    if len({type(p) for p in sd_priors}) > 1:
+        raise ValueError(f"SD priors of one block of {factor!r} must share a family")
+    if block.structure == "cs":
+        params = {key: np.array([p.params()[key] for p in sd_priors])
+                  for key in sd_priors[0].params()}
+        sd = _named(sd_priors[0], f"sd_{factor}{suffix}_raw", params, q)
+        rho = pm.Uniform(f"rho_{factor}{suffix}", -1.0 / (q - 1), 1.0)
+        corr = rho + (1.0 - rho) * pt.eye(q)
+    else:
+        one = sd_priors[0].pymc(f"sd_{factor}{suffix}_raw", shape=1)
+        sd = pt.repeat(one, q)
+        phi = pm.Uniform(f"phi_{factor}{suffix}", -1.0, 1.0)
+        lags = np.abs(np.subtract.outer(np.arange(q), np.arange(q)))
+        corr = pt.stack([phi**j for j in range(q)])[lags]
+    pm.Deterministic(cor_name(group, k), corr, dims=cor_dims(group, k))
+    chol = sd[:, None] * _small_cholesky(corr, q, pt)
+    return block, chol, sd
+
+
+def _small_cholesky(matrix, q: int, pt):
+    """Cholesky factor of a small q x q symmetric matrix as unrolled scalar operations: a
+    graph of O(q^3) scalar nodes, which PyMC's NUTS runs far faster than the Cholesky Op."""
+    entries = [[None] * q for _ in range(q)]
+    zero = pt.as_tensor_variable(0.0)
+    for i in range(q):
+        for j in range(i + 1):
+            acc = matrix[i, j] - sum((entries[i][m] * entries[j][m] for m in range(j)), zero)
+            entries[i][j] = pt.sqrt(acc) if i == j else acc / entries[j][j]
+    return pt.stack([pt.stack([entries[i][j] if j <= i else zero for j in range(q)])
+                     for i in range(q)])
 
 
 def _factor_part(group: FactorTerms, priors: ResolvedPriors, centered: bool, pt):

@@ -86,11 +86,7 @@ class Model:
             raise ValueError(f"formula {formula!r} has no random-effects terms (and no "
                              "residual=): fit it with method='reml' (least squares), or give a "
                              "residual structure")
-        patterned = [b.factor for b in self.spec.blocks if b.structure in ("cs", "ar1")]
-        if patterned:
-            raise NotImplementedError(
-                f"Bayesian fits of cs() / ar1() covariance patterns (on {patterned}) are not "
-                "built yet; fit them with method='reml' or 'ml' (docs/residuals.md)")
+        self.patterned = [b.factor for b in self.spec.blocks if b.structure in ("cs", "ar1")]
         self.groups = group_factors(self.spec)
         factor_terms = {
             g.factor: [(t, col) for t, col in zip(g.terms, g.columns.T, strict=True)]
@@ -144,6 +140,8 @@ class Model:
         """Why the marginal sampler cannot be used for this model (None when it can)."""
         if self.residual_model is not None:
             return "a residual structure is sampled by the full sampler (not built for it yet)"
+        if self.patterned:
+            return "cs() / ar1() G patterns are sampled by the full sampler (not built yet)"
         structure, arrays = self.marginal_parts()
         if not structure.eligible:
             return ("the random effects of the blocks after the one with the most levels must "
@@ -159,8 +157,8 @@ class Model:
 
     def partial_unavailable(self) -> str | None:
         """Why the partial sampler cannot be used (None when it can)."""
-        if self.residual_model is not None:
-            return "a residual structure is sampled by the full sampler (not built for it yet)"
+        if self.residual_model is not None or self.patterned:
+            return "residual structures and cs() / ar1() G patterns use the full sampler"
         if self.marginal_parts()[0].prior_arrays(self.priors) is None:
             return "every fixed-effect prior must be Normal or Flat"
         partial = self.partial_structure()
@@ -276,7 +274,17 @@ class Model:
                 sd, corr = self.start_sd_corr(block, cov_by_block[id(block)])
                 cov_safe = corr * np.outer(sd, sd)
                 chol = np.linalg.cholesky(cov_safe + 1e-10 * np.eye(block.q) * sd.max() ** 2)
-                if block.correlated and block.q >= 2:
+                if block.structure in ("cs", "ar1"):
+                    off = corr[~np.eye(block.q, dtype=bool)]
+                    if block.structure == "cs":
+                        base[f"sd_{group.factor}{suffix}_raw"] = sd
+                        base[f"rho_{group.factor}{suffix}"] = np.asarray(
+                            np.clip(off.mean(), -0.9 / (block.q - 1), 0.9))
+                    else:
+                        base[f"sd_{group.factor}{suffix}_raw"] = np.asarray([sd.mean()])
+                        base[f"phi_{group.factor}{suffix}"] = np.asarray(
+                            np.clip(corr[0, 1], -0.9, 0.9))
+                elif block.correlated and block.q >= 2:
                     base[f"chol_{group.factor}{suffix}"] = chol[np.tril_indices(block.q)]
                 else:
                     base[f"sd_{group.factor}{suffix}_raw"] = sd
@@ -289,7 +297,10 @@ class Model:
             point = {}
             for name, value in base.items():
                 value = np.asarray(value, dtype=float)
-                if name in ("phi", "rho", "pacf"):  # bounded: a small step, kept inside
+                if name.startswith(("rho_", "phi_")):  # a G pattern's correlation
+                    point[name] = np.clip(value + rng.uniform(-0.02, 0.02, value.shape),
+                                          -0.95, 0.95)
+                elif name in ("phi", "rho", "pacf"):  # bounded: a small step, kept inside
                     lo, hi = RESIDUAL_BOUNDS[name](self.residual_model)
                     step = rng.uniform(-0.02, 0.02, value.shape)
                     point[name] = np.clip(value + step, lo + 0.02 * (hi - lo),
