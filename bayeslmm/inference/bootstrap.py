@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..reml.optimize import SINGULAR_TOLERANCE, minimize_deviance
+from ..core.minimize import SINGULAR_TOLERANCE, minimize_deviance
 from .varpar import deviance_of
 
 __all__ = ["bootstrap", "replicate_names"]

@@ -24,6 +24,8 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..core.covariance import Diagonal, Unstructured, structure_for
+from ..core.deviance import Deviance
+from ..core.minimize import SINGULAR_TOLERANCE, minimize_deviance
 from .varpar import VarianceParameters
 
 __all__ = ["confint", "parameter_names", "SdCor"]
@@ -36,11 +38,9 @@ class SdCor:
 
     def __init__(self, fit):
         if fit.method == "REML":
-            from ..reml import fit_reml
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fit = fit_reml(fit.spec, reml=False)
+                fit = fit.refit(reml=False)
         if fit.residual_model is not None or not fit.spec.blocks:
             raise NotImplementedError("profile intervals need random effects and no residual "
                                       "structure (use method='wald' or 'boot')")
@@ -202,9 +202,17 @@ def _wald(fit, level: float) -> pd.DataFrame:
     return pd.DataFrame(rows, index=["lower", "upper"]).T
 
 
-def _profile(fit, level: float) -> pd.DataFrame:
-    from ..reml import fit_reml
+def _ml_criterion(spec) -> float:
+    """The ML deviance of ``spec`` at its optimum (a fixed effect's profile point)."""
+    dev = Deviance(spec, reml=False)
+    layout = dev.layout
+    _theta, value, _ok, _msg = minimize_deviance(
+        dev.scaled_objective, layout.initial.copy(), layout.lower, 100_000,
+        reflections=lambda t: layout.reflections(t, SINGULAR_TOLERANCE))
+    return float(dev.scaling.criterion_back(value, False))
 
+
+def _profile(fit, level: float) -> pd.DataFrame:
     cutoff = stats.chi2.ppf(level, 1)
     sdcor = SdCor(fit)
     psi0 = sdcor.value
@@ -214,7 +222,7 @@ def _profile(fit, level: float) -> pd.DataFrame:
         warnings.simplefilter("ignore")
         # fixed effects: ML deviance with the coefficient fixed (lme4, REML fits included)
         spec = fit.spec
-        ml = fit_reml(spec, reml=False) if fit.method == "REML" else fit
+        ml = fit.refit(reml=False)
         se = np.sqrt(np.diag(ml.vcov_beta))
         for j, name in enumerate(spec.x_names):
             reduced_names = [n for k, n in enumerate(spec.x_names) if k != j]
@@ -223,7 +231,7 @@ def _profile(fit, level: float) -> pd.DataFrame:
                 reduced = replace(spec, y=spec.y - spec.X[:, j] * b,
                                   X=np.delete(spec.X, j, axis=1), x_names=reduced_names,
                                   fixed_design=None)
-                return fit_reml(reduced, reml=False).criterion - ml.criterion
+                return _ml_criterion(reduced) - ml.criterion
 
             b0 = ml.beta[j]
             rows[f"b[{name}]"] = (_endpoint(profile, b0, -np.inf, cutoff, se[j]),

@@ -25,22 +25,9 @@ __all__ = ["anova"]
 
 
 def _ml(fit):
-    if fit.method == "ML":
-        return fit
-    from ..reml import fit_reml
-    from ..residual import fit_structured
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if fit.residual_model is not None or not fit.spec.blocks:
-            from ..residual.model import ResidualModel, parse_residual
-
-            residual = fit.residual_model
-            if residual is None:
-                residual = ResidualModel(parse_residual(None), pd.DataFrame(index=range(
-                    fit.spec.n)))
-            return fit_structured(fit.spec, residual, reml=False)
-        return fit_reml(fit.spec, reml=False)
+        return fit.refit(reml=False)
 
 
 def anova(*fits, refit: bool = True, names: list[str] | None = None) -> pd.DataFrame:
@@ -63,10 +50,8 @@ def anova(*fits, refit: bool = True, names: list[str] | None = None) -> pd.DataF
     """
     if len(fits) < 2:
         raise ValueError("anova() compares two or more fits")
-    from ..reml import RemlFit
-
     for fit in fits:
-        if not isinstance(fit, RemlFit):
+        if not hasattr(fit, "refit") or not hasattr(fit, "deviance_object"):
             raise TypeError(f"anova() takes REML/ML fits (bayeslmm.fit(..., method='reml')), "
                             f"got {type(fit).__name__}; for Bayesian fits see bayes_factor")
     n = {fit.nobs for fit in fits}

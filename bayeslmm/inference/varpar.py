@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reml.deviance import Deviance
-
 __all__ = ["VarianceParameters", "deviance_of"]
 
 
 def deviance_of(fit):
-    """The fit's deviance object (built from its spec if it has none stored)."""
+    """The deviance object the fit came from (``reml/deviance.py`` or, with a residual
+    structure, ``residual/deviance.py``)."""
     dev = getattr(fit, "deviance_object", None)
-    if dev is not None:
-        return dev
-    if fit.residual_model is not None or not fit.spec.blocks:
-        from ..residual import StructuredDeviance
-
-        return StructuredDeviance(fit.spec, fit.residual_model, reml=fit.method == "REML")
-    return Deviance(fit.spec, reml=fit.method == "REML")
+    if dev is None:
+        raise ValueError("this fit carries no deviance object: fit it with bayeslmm.fit(..., "
+                         "method='reml' or 'ml')")
+    return dev
 
 
 class VarianceParameters:
@@ -42,7 +38,7 @@ class VarianceParameters:
         self.fit = fit
         self.dev = deviance_of(fit)
         self.reml = fit.method == "REML"
-        self.structured = not isinstance(self.dev, Deviance)
+        self.structured = hasattr(self.dev, "residual")  # StructuredDeviance
         rho = fit.residual_params if fit.residual_params is not None else np.zeros(0)
         self.n_theta, self.n_rho = fit.theta.size, rho.size
         self.value = np.concatenate([fit.theta, rho, [fit.sigma]])

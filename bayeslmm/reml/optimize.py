@@ -23,125 +23,13 @@ import warnings
 
 import numpy as np
 
+from ..core.minimize import SINGULAR_TOLERANCE, minimize_deviance
 from ..core.threads import blas_threads_for
 from ..spec import ModelSpec
 from .deviance import Deviance
 from .result import RemlFit
 
 __all__ = ["fit_reml", "minimize_deviance", "SINGULAR_TOLERANCE"]
-
-SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4) on theta's diagonal (unit scale)
-XTOL_REL = 1e-8
-INITIAL_STEP = 0.3    # first trust radius (unit-scale theta)
-RESTART_STEP = 0.2
-RESTART_GAIN = 1e-7   # absolute criterion improvement by a probe that earns a restart
-PROBE_STEP = 1e-3
-REFLECTION_LOOK = 4   # evaluations per parameter of the look down a reflected branch
-MAX_RESTARTS = 4
-FTOL_REL = 1e-14  # 1e-13 stopped 1e-6 short of the optimum in a flat valley (insteval_catslope)
-
-
-def _bobyqa(objective, start: np.ndarray, lower: np.ndarray, max_evals: int, step: float):
-    """One BOBYQA run: (theta, value, converged, message)."""
-    import nlopt
-
-    best = [np.inf, start.copy()]
-
-    def wrapped(theta, grad):
-        value = objective(theta)
-        if value < best[0]:
-            best[0], best[1] = value, theta.copy()
-        return value
-
-    opt = nlopt.opt(nlopt.LN_BOBYQA, start.size)
-    opt.set_min_objective(wrapped)
-    opt.set_lower_bounds(lower)
-    opt.set_xtol_rel(XTOL_REL)
-    opt.set_xtol_abs(1e-10)
-    opt.set_ftol_rel(FTOL_REL)
-    opt.set_ftol_abs(1e-12)
-    opt.set_maxeval(max(max_evals, 2 * start.size + 3))
-    opt.set_initial_step(step)
-    try:
-        opt.optimize(start.copy())
-        code = opt.last_optimize_result()
-    except nlopt.RoundoffLimited:  # best point so far is still the answer
-        code = 6
-    messages = {
-        1: "NLOPT_SUCCESS", 2: "NLOPT_STOPVAL_REACHED", 3: "NLOPT_FTOL_REACHED",
-        4: "NLOPT_XTOL_REACHED", 5: "NLOPT_MAXEVAL_REACHED", 6: "NLOPT_ROUNDOFF_LIMITED",
-    }
-    return best[1], best[0], code in (1, 3, 4, 6), f"BOBYQA: {messages.get(code, code)}"
-
-
-def _probe(objective, theta: np.ndarray, value: float, lower: np.ndarray):
-    """Steps of ``PROBE_STEP`` along each axis (up, and down where the bound allows):
-    the best point and value.  At a true optimum none improves; after an early stop one
-    does (2 d evaluations)."""
-    best, best_value = theta, value
-    for i in range(theta.size):
-        h = PROBE_STEP * max(1.0, abs(theta[i]))
-        for step in (h, -h):
-            trial = theta.copy()
-            trial[i] = max(trial[i] + step, lower[i])
-            if trial[i] == theta[i]:
-                continue
-            trial_value = objective(trial)
-            if trial_value < best_value:
-                best, best_value = trial, trial_value
-    return best, best_value
-
-
-def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals: int,
-                      reflections=None):
-    """Minimize ``objective`` over theta >= lower: (theta, value, converged, message).
-
-    BOBYQA; then axis probes around its optimum (``_probe``), and while a probe improves
-    the criterion by more than ``RESTART_GAIN``, BOBYQA again from there.  Where a
-    diagonal entry ends on its bound, ``reflections(theta)`` gives the points with the same
-    G on the other branch (``ThetaLayout.reflections``); BOBYQA runs from each of them too
-    and the best optimum wins."""
-    try:
-        import nlopt  # noqa: F401
-    except ImportError:  # pragma: no cover - nlopt is a declared dependency
-        from scipy.optimize import minimize
-
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        res = minimize(objective, start, method="L-BFGS-B", jac="3-point", bounds=bounds,
-                       options={"ftol": 1e-15, "gtol": 1e-9, "maxfun": max_evals})
-        return res.x, res.fun, bool(res.success), f"L-BFGS-B: {res.message}"
-    used = [0]
-
-    def counted(theta):
-        used[0] += 1
-        return objective(theta)
-
-    theta, value, converged, message = _bobyqa(counted, start, lower, max_evals, INITIAL_STEP)
-    for _ in range(MAX_RESTARTS):
-        if not converged or used[0] >= max_evals or not np.isfinite(value):
-            break
-        probe, probe_value = _probe(counted, theta, value, lower)
-        if probe_value >= value - RESTART_GAIN:
-            break
-        again, again_value, ok, again_message = _bobyqa(counted, probe, lower,
-                                                        max_evals - used[0], RESTART_STEP)
-        if again_value < probe_value:
-            theta, value, converged, message = again, again_value, ok, again_message
-        else:
-            theta, value = probe, probe_value
-    for other in (reflections(theta) if reflections is not None and converged else []):
-        if used[0] >= max_evals:
-            break
-        # a short look down the other branch first; the full run only where it pays
-        budget = min(max_evals - used[0], REFLECTION_LOOK * (theta.size + 1))
-        look, look_value, _ok, _msg = _bobyqa(counted, other, lower, budget, RESTART_STEP)
-        if not look_value < value - RESTART_GAIN or used[0] >= max_evals:
-            continue
-        again, again_value, ok, again_message = minimize_deviance(
-            counted, look, lower, max_evals - used[0])
-        if ok and again_value < value - RESTART_GAIN:
-            theta, value, converged, message = again, again_value, ok, again_message
-    return theta, value, converged, message
 
 
 def fit_reml(
@@ -214,4 +102,5 @@ def fit_reml(
         is_singular=singular,
         elapsed=time.perf_counter() - started,
         deviance_object=deviance,
+        refitter=lambda as_reml: fit_reml(spec, reml=as_reml, max_evals=max_evals),
     )

@@ -47,6 +47,7 @@ class RemlFit:
     residual_model: object | None = None     # residual.ResidualModel (R-side structure)
     residual_params: np.ndarray | None = None
     deviance_object: object | None = field(default=None, repr=False)  # Deviance it came from
+    refitter: object | None = field(default=None, repr=False)  # reml -> RemlFit of the spec
 
     # -- fixed effects -------------------------------------------------------------------
     @property
@@ -69,6 +70,17 @@ class RemlFit:
     def tvalues(self) -> pd.Series:
         """t values (estimate / standard error)."""
         return (self.fixef / self.se).rename("t")
+
+    def refit(self, reml: bool) -> RemlFit:
+        """The same model (spec, residual structure) fitted by REML (True) or ML (False):
+        what likelihood-ratio tests and profiles of REML fits need; never re-reads the
+        formula."""
+        if (self.method == "REML") == bool(reml):
+            return self
+        if self.refitter is None:
+            raise ValueError("this fit cannot be refitted (it was not made by fit_reml or "
+                             "fit_structured)")
+        return self.refitter(bool(reml))
 
     # -- tests of fixed effects (bayeslmm/inference) -------------------------------------
     def coef_table(self, ddf: str | None = "satterthwaite") -> pd.DataFrame:

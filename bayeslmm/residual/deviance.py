@@ -26,8 +26,8 @@ import scipy.linalg as sla
 
 from ..core.cholesky import LOG_2PI, BlockedSystem
 from ..core.covariance import ThetaLayout, structure_for
+from ..core.deviance import Deviance, Estimates
 from ..core.scaling import DataScaling
-from ..reml.deviance import Deviance, Estimates
 from ..spec import ModelSpec
 from .model import ResidualModel
 

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from ..reml.optimize import SINGULAR_TOLERANCE, minimize_deviance
+from ..core.minimize import SINGULAR_TOLERANCE, minimize_deviance
 from ..reml.result import RemlFit
 from ..spec import ModelSpec
 from .deviance import StructuredDeviance
@@ -139,4 +139,6 @@ def fit_structured(spec: ModelSpec, residual: ResidualModel, reml: bool = True,
         effects=est.effects, criterion=est.criterion, deviance_ml=est.deviance_ml,
         converged=converged, optimizer_message=message, n_evals=dev.n_evals,
         is_singular=singular, elapsed=time.perf_counter() - started,
-        residual_model=residual, residual_params=params[n_theta:].copy(), deviance_object=dev)
+        residual_model=residual, residual_params=params[n_theta:].copy(), deviance_object=dev,
+        refitter=lambda as_reml: fit_structured(spec, residual, reml=as_reml,
+                                                max_evals=max_evals))
