@@ -11,6 +11,8 @@ from ..spec import ModelSpec
 
 __all__ = ["RemlFit", "SummaryText"]
 
+SUMMARY_SATTERTHWAITE_MAX = 12  # summary()'s "auto": Satterthwaite up to this many parameters
+
 
 class SummaryText(str):
     """A string that shows itself as-is in a notebook cell or the REPL."""
@@ -320,9 +322,22 @@ class RemlFit:
         return pd.Series(value, index=newdata.index, name="predicted")
 
     # -- printing ------------------------------------------------------------------------
-    def summary(self, ddf: str | None = "satterthwaite") -> SummaryText:
+    def _variance_size(self) -> int:
+        return self.theta.size + 1 + (0 if self.residual_params is None
+                                      else self.residual_params.size)
+
+    def summary(self, ddf: str | None = "auto") -> SummaryText:
         """A table like lme4's ``summary()``, with lmerTest's df and p-values (``ddf``:
-        "satterthwaite", "kenward-roger", "residual", or None for z tests)."""
+        "satterthwaite", "kenward-roger", "residual", None for z tests, or "auto":
+        Satterthwaite up to ``SUMMARY_SATTERTHWAITE_MAX`` variance parameters - its numerical
+        Hessian costs ~8 k^2 criterion evaluations - else z tests, said in the table)."""
+        note = ""
+        if ddf == "auto":
+            ddf = "satterthwaite"
+            if self._variance_size() > SUMMARY_SATTERTHWAITE_MAX:
+                ddf = None
+                note = (f"(z tests: Satterthwaite df for {self._variance_size()} variance "
+                        "parameters take a while - call summary(ddf='satterthwaite'))")
         kind = ("Linear mixed model" if self.spec.blocks else
                 "Generalized least squares" if self.residual_model is not None
                 and self.residual_model.size else "Linear model")
@@ -356,6 +371,8 @@ class RemlFit:
         lines += ["", "Fixed effects:"]
         table = self._coef_display(ddf)
         lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        if note:
+            lines.append(note)
         if self.spec.p > 1:
             se = self.se.to_numpy()
             corr = self.vcov_beta / np.outer(se, se)
@@ -403,9 +420,7 @@ class RemlFit:
         """Estimates, SEs and t; with Satterthwaite df and p where that is cheap (up to 8
         variance parameters and 20,000 rows: the Hessian costs ~100 criterion evaluations)."""
         table = pd.DataFrame({"estimate": self.fixef, "se": self.se, "t": self.tvalues})
-        size = self.theta.size + 1 + (0 if self.residual_params is None
-                                      else self.residual_params.size)
-        if size <= 8 and self.nobs <= 20_000:
+        if self._variance_size() <= 8 and self.nobs <= 20_000:
             try:
                 ct = self.coef_table("satterthwaite")
                 table["df"], table["p"] = ct["df"], ct["p"]
