@@ -62,9 +62,15 @@ def simulate(n_subjects: int, n_visits: int, seed: int) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-def ours(path: Path) -> dict:
+def read(path: Path) -> pd.DataFrame:
+    """A simulated data set as both sides read it (visits as an ordered categorical)."""
     data = pd.read_csv(path)
     data["visit"] = pd.Categorical(data["visit"], sorted(data["visit"].unique()))
+    return data
+
+
+def ours(path: Path) -> dict:
+    data = read(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
@@ -74,8 +80,7 @@ def ours(path: Path) -> dict:
 
 
 def bayes(path: Path) -> dict:
-    data = pd.read_csv(path)
-    data["visit"] = pd.Categorical(data["visit"], sorted(data["visit"].unique()))
+    data = read(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()

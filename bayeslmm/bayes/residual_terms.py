@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.covariance import logit
 from ..residual.model import ResidualModel
 from ..residual.structures import (
     AutoRegressive,
@@ -184,11 +185,6 @@ def add_residual_likelihood(resid, residual: ResidualModel, priors, sigma_prior)
     pm.Potential("y_loglik", logp)
 
 
-def _logit(p):
-    p = np.clip(p, 1e-15, 1 - 1e-15)
-    return np.log(p / (1.0 - p))
-
-
 def unconstrained(residual: ResidualModel, draws: dict[str, np.ndarray]) -> tuple[np.ndarray,
                                                                                    np.ndarray]:
     """Per draw the REML engine's residual parameters rho (``ResidualModel``'s, sigma
@@ -211,9 +207,9 @@ def unconstrained(residual: ResidualModel, draws: dict[str, np.ndarray]) -> tupl
     parts = []
     if isinstance(s, CompoundSymmetry):
         lo = s.lowest
-        parts.append(_logit((draws["rho"] - lo) / (1.0 - lo))[:, None])
+        parts.append(logit((draws["rho"] - lo) / (1.0 - lo), eps=1e-15)[:, None])
     elif isinstance(s, ContinuousAutoRegressive):
-        parts.append(_logit(draws["phi"])[:, None])
+        parts.append(logit(draws["phi"], eps=1e-15)[:, None])
     elif isinstance(s, AutoRegressive):
         parts.append(np.arctanh(np.clip(draws["phi"], -1 + 1e-15, 1 - 1e-15))[:, None])
     elif isinstance(s, Toeplitz):

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CovarianceStructure", "Unstructured", "Diagonal", "CompoundSymmetric",
-           "AutoRegressive", "ThetaLayout", "structure_for", "G_PATTERNS"]
+__all__ = ["logistic", "logit", "CovarianceStructure", "Unstructured", "Diagonal",
+           "CompoundSymmetric", "AutoRegressive", "ThetaLayout", "structure_for", "G_PATTERNS"]
 
 
 class CovarianceStructure:
@@ -125,13 +125,17 @@ class Diagonal(CovarianceStructure):
         return [f"{factor}.{t}" for t in self.terms]
 
 
-def _logistic(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
+def logistic(x):
+    """1 / (1 + exp(-x)) (a float for a scalar)."""
+    out = 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+    return float(out) if out.ndim == 0 else out
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-12), 1.0 - 1e-12)
-    return float(np.log(p / (1.0 - p)))
+def logit(p, eps: float = 1e-12):
+    """log(p / (1 - p)), p clipped to [eps, 1 - eps] (a float for a scalar)."""
+    p = np.clip(np.asarray(p, dtype=float), eps, 1.0 - eps)
+    out = np.log(p / (1.0 - p))
+    return float(out) if out.ndim == 0 else out
 
 
 class CompoundSymmetric(CovarianceStructure):
@@ -150,11 +154,11 @@ class CompoundSymmetric(CovarianceStructure):
         self.low = -1.0 / (self.q - 1)
 
     def rho(self, theta: np.ndarray) -> float:
-        return self.low + (1.0 - self.low) * _logistic(theta[-1])
+        return self.low + (1.0 - self.low) * logistic(theta[-1])
 
     @property
     def initial(self) -> np.ndarray:
-        return np.concatenate([np.ones(self.q), [_logit(-self.low / (1.0 - self.low))]])
+        return np.concatenate([np.ones(self.q), [logit(-self.low / (1.0 - self.low))]])
 
     def lambda_of(self, theta: np.ndarray) -> np.ndarray:
         theta = np.asarray(theta, dtype=float)
@@ -170,7 +174,7 @@ class CompoundSymmetric(CovarianceStructure):
         off = [g[a, b] / (sd[a] * sd[b]) for a in range(self.q) for b in range(a + 1, self.q)
                if pos[a] and pos[b]]
         rho = float(np.mean(off)) if off else 0.0
-        return np.concatenate([sd, [_logit((rho - self.low) / (1.0 - self.low))]])
+        return np.concatenate([sd, [logit((rho - self.low) / (1.0 - self.low))]])
 
     def names(self, factor: str) -> list[str]:
         return [f"{factor}.{t}" for t in self.terms] + [f"{factor}.cs_rho"]

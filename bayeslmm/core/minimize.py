@@ -14,9 +14,11 @@ Without nlopt, scipy's L-BFGS-B with central-difference gradients is used.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-__all__ = ["minimize_deviance", "SINGULAR_TOLERANCE"]
+__all__ = ["minimize_deviance", "SINGULAR_TOLERANCE", "warn_if_singular", "warn_not_converged"]
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4) on theta's diagonal (unit scale)
 XTOL_REL = 1e-8
@@ -130,3 +132,20 @@ def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals
         if ok and again_value < value - RESTART_GAIN:
             theta, value, converged, message = again, again_value, ok, again_message
     return theta, value, converged, message
+
+
+def warn_if_singular(layout, theta_scaled: np.ndarray, stacklevel: int) -> bool:
+    """Whether a diagonal theta ended below ``SINGULAR_TOLERANCE`` (lme4's isSingular), with
+    lme4's warning; ``stacklevel`` is the caller's (the fitting function's)."""
+    theta_scaled = np.asarray(theta_scaled, dtype=float)
+    singular = bool(theta_scaled.size and np.any(theta_scaled[layout.diagonal]
+                                                 < SINGULAR_TOLERANCE))
+    if singular:
+        warnings.warn("boundary (singular) fit: see help('isSingular')", UserWarning,
+                      stacklevel=stacklevel + 1)
+    return singular
+
+
+def warn_not_converged(message: str, stacklevel: int) -> None:
+    warnings.warn(f"the optimizer did not converge ({message}); estimates may be off",
+                  UserWarning, stacklevel=stacklevel + 1)

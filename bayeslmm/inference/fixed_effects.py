@@ -75,20 +75,6 @@ def coef_table(fit, ddf="satterthwaite") -> pd.DataFrame:
                         index=pd.Index(fit.spec.x_names, name="coef"))
 
 
-def term_columns(fit) -> dict[str, list[int]]:
-    """X's columns of every fixed-effect formula term (the intercept excluded)."""
-    design = fit.spec.fixed_design
-    names = fit.spec.x_names
-    out: dict[str, list[int]] = {}
-    for term, info in getattr(design, "terms", {}).items():
-        if term == "Intercept":
-            continue
-        cols = [names.index(label) for label in getattr(info, "labels", []) if label in names]
-        if cols:
-            out[term] = cols
-    return out
-
-
 def _f_row(fit, method, L: np.ndarray, rhs: np.ndarray | None = None) -> dict:
     L = np.atleast_2d(L)
     if method == "satterthwaite":

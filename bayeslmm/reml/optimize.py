@@ -19,11 +19,15 @@ Dense linear algebra runs with one BLAS thread for systems up to
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 
-from ..core.minimize import SINGULAR_TOLERANCE, minimize_deviance
+from ..core.minimize import (
+    SINGULAR_TOLERANCE,
+    minimize_deviance,
+    warn_if_singular,
+    warn_not_converged,
+)
 from ..core.threads import blas_threads_for
 from ..spec import ModelSpec
 from .deviance import Deviance
@@ -77,13 +81,9 @@ def fit_reml(
             reflections=lambda theta: layout.reflections(theta, SINGULAR_TOLERANCE))
         theta_s = np.where(layout.diagonal, np.maximum(theta_s, 0.0), theta_s)
         est = deviance.estimates(theta_scaled=theta_s)
-    singular = bool(np.any(theta_s[layout.diagonal] < SINGULAR_TOLERANCE))
-    if singular:
-        warnings.warn("boundary (singular) fit: see help('isSingular')", UserWarning,
-                      stacklevel=3)
+    singular = warn_if_singular(layout, theta_s, stacklevel=3)
     if not converged:
-        warnings.warn(f"the optimizer did not converge ({message}); estimates may be off",
-                      UserWarning, stacklevel=3)
+        warn_not_converged(message, stacklevel=3)
     return RemlFit(
         spec=spec,
         method="REML" if reml else "ML",

@@ -8,7 +8,12 @@ import warnings
 
 import numpy as np
 
-from ..core.minimize import SINGULAR_TOLERANCE, minimize_deviance
+from ..core.minimize import (
+    SINGULAR_TOLERANCE,
+    minimize_deviance,
+    warn_if_singular,
+    warn_not_converged,
+)
 from ..reml.result import RemlFit
 from ..spec import ModelSpec
 from .deviance import StructuredDeviance
@@ -121,18 +126,14 @@ def fit_structured(spec: ModelSpec, residual: ResidualModel, reml: bool = True,
     theta_s = np.where(layout.diagonal, np.maximum(params[:n_theta], 0.0), params[:n_theta])
     params = np.concatenate([theta_s, params[n_theta:]])
     est = dev.estimates(params)
-    singular = bool(n_theta and np.any(theta_s[layout.diagonal] < SINGULAR_TOLERANCE))
-    if singular:
-        warnings.warn("boundary (singular) fit: see help('isSingular')", UserWarning,
-                      stacklevel=3)
+    singular = warn_if_singular(layout, theta_s, stacklevel=3)
     degenerate = _degenerate(residual, params[n_theta:])
     if degenerate:
         converged = False
         message = degenerate
         warnings.warn(degenerate, UserWarning, stacklevel=3)
     elif not converged:
-        warnings.warn(f"the optimizer did not converge ({message}); estimates may be off",
-                      UserWarning, stacklevel=3)
+        warn_not_converged(message, stacklevel=3)
     return RemlFit(
         spec=spec, method="REML" if reml else "ML", block_order=dev.order, theta=est.theta,
         lambdas=est.lambdas, beta=est.beta, vcov_beta=est.vcov_beta, sigma=est.sigma,

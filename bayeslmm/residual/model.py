@@ -23,7 +23,7 @@ import pandas as pd
 from ..spec import level_text
 from .structures import ContinuousAutoRegressive, ResidualStructure, structure_class
 
-__all__ = ["ResidualModel", "parse_residual", "parse_sigma", "residual_columns"]
+__all__ = ["ResidualModel", "parse_residual", "parse_sigma"]
 
 _RESIDUAL = re.compile(r"^\s*([A-Za-z0-9_]+)\s*\(\s*(.*?)\s*(?:\|\s*(.*?)\s*)?\)\s*$")
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
@@ -92,10 +92,6 @@ def parse_residual(residual: str | None, sigma: str | None = None) -> ResidualTe
         raise ValueError(f"could not read the occasion {occasion!r} in residual={residual!r}: "
                          "expected one column name (the visit, time or position)")
     return ResidualTerm(kind, occasion, _names(group, "the group", residual), variance_by)
-
-
-def residual_columns(term: ResidualTerm) -> list[str]:
-    return term.columns
 
 
 def _codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:

@@ -37,15 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.covariance import logistic, logit
+
 __all__ = ["ResidualStructure", "STRUCTURES", "structure_class"]
-
-
-def _logistic(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
-
-
-def _logit(p: float) -> float:
-    return float(np.log(p / (1.0 - p)))
 
 
 class ResidualStructure:
@@ -170,12 +164,12 @@ class CompoundSymmetry(ResidualStructure):
 
     def rho(self, params) -> float:
         lo = self.lowest
-        return lo + (1.0 - lo) * _logistic(self.split(params)[0][0])
+        return lo + (1.0 - lo) * logistic(self.split(params)[0][0])
 
     def initial(self) -> np.ndarray:
         start = np.zeros(self.size)
         lo = self.lowest
-        start[0] = _logit(-lo / (1.0 - lo))   # rho = 0
+        start[0] = logit(-lo / (1.0 - lo))   # rho = 0
         return start
 
     def correlation(self, params, positions):
@@ -227,10 +221,10 @@ class ContinuousAutoRegressive(AutoRegressive):
         self.times = None if times is None else np.asarray(times, dtype=float)
 
     def phi(self, params) -> float:
-        return _logistic(self.split(params)[0][0])
+        return logistic(self.split(params)[0][0])
 
     def initial(self) -> np.ndarray:
-        return np.array([_logit(0.2)])   # nlme's corCAR1 start
+        return np.array([logit(0.2)])   # nlme's corCAR1 start
 
     def correlation(self, params, positions):
         return self.phi(params) ** _lags(positions)
