@@ -199,6 +199,67 @@ def test_bootstrap_is_reproducible_and_calibrated(fits):
     assert (boot["lower"] < boot["upper"]).all()
 
 
+BOOT_REF = json.loads((GOLDEN / "bootstrap_lme4.json").read_text())
+
+
+def test_bootstrap_distribution_matches_lme4_bootmer(fits):
+    """4,000 replicates against lme4's bootMer (4,000, its own seed): means within 4.5 Monte
+    Carlo SEs, SDs within 6%, quartiles and 2.5/97.5% points within 5 MC SEs of a quantile."""
+    from scipy.stats import norm
+
+    ref = BOOT_REF
+    reps = fits["sleepstudy"].bootstrap(n=4000, random_seed=2, progressbar=False)[ref["names"]]
+    n, n_ref = len(reps), ref["n"]
+    mean, sd = reps.mean().to_numpy(), reps.std().to_numpy()
+    mc = np.sqrt(sd**2 / n + np.asarray(ref["sd"]) ** 2 / n_ref)
+    assert np.all(np.abs(mean - ref["mean"]) < 4.5 * mc), (mean, ref["mean"])
+    assert np.all(np.abs(sd / np.asarray(ref["sd"]) - 1) < 0.06)
+    probs = np.asarray(ref["probs"])
+    quant = reps.quantile(probs).to_numpy().T
+    q_se = np.sqrt(probs * (1 - probs) * (1 / n + 1 / n_ref)) / norm.pdf(norm.ppf(probs))
+    tol = 5 * np.asarray(ref["sd"])[:, None] * q_se[None, :]
+    assert np.all(np.abs(quant - np.asarray(ref["quantiles"])) < tol)
+
+
+@pytest.mark.parametrize("case", ["sleepstudy-reml", "sleepstudy-ml", "dyestuff2", "orthodont"])
+def test_compiled_bootstrap_matches_the_general_optimizer(case, fits):
+    """The compiled one-block refits (quasi-Newton in numba) reach the optimum the general
+    path (BlockedSystem + BOBYQA with probes and reflections) reaches, replicate by
+    replicate on the same simulated responses; dyestuff2's fit is singular (sd 0)."""
+    from bayeslmm.inference.bootstrap import bootstrap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if case == "sleepstudy-ml":
+            fit = bayeslmm.fit(CASES["sleepstudy"][0], load("sleepstudy"), method="ml")
+        elif case == "dyestuff2":
+            fit = bayeslmm.fit("Yield ~ 1 + (1 | Batch)", load("dyestuff2"), method="reml")
+        else:
+            fit = fits[case.split("-")[0]]
+    fast = bootstrap(fit, n=25, random_seed=5, progressbar=False, engine="compiled", cores=2)
+    slow = bootstrap(fit, n=25, random_seed=5, progressbar=False, engine="general")
+    sigma = slow["sigma"].to_numpy()[:, None]
+    for prefix, rtol, atol in [("b[", 1e-6, 0.0), ("sigma", 1e-5, 0.0),
+                               ("sd_", 1e-4, 1e-4), ("cor_", 0.0, 1e-3)]:
+        cols = [c for c in slow.columns if c.startswith(prefix)]
+        a, b = fast[cols].to_numpy(), slow[cols].to_numpy()
+        scale = sigma if prefix == "sd_" else 1.0
+        ok = np.abs(a - b) <= rtol * np.abs(b) + atol * scale
+        if prefix == "cor_":  # a correlation of a near-zero SD is not identified
+            sds = slow[[c for c in slow.columns if c.startswith("sd_")]].to_numpy()
+            ok |= (sds.min(axis=1, keepdims=True) < 1e-3 * sigma)
+        assert ok.all(), (prefix, a[~ok.all(axis=1)], b[~ok.all(axis=1)])
+
+
+def test_bootstrap_engine_choice_is_checked(fits):
+    from bayeslmm.inference.bootstrap import bootstrap
+
+    with pytest.raises(ValueError, match="engine"):
+        bootstrap(fits["sleepstudy"], n=2, engine="fast")
+    with pytest.raises(ValueError, match="one random-effects block"):
+        bootstrap(fits["nested"], n=2, engine="compiled")
+
+
 def test_compare_reml_shows_reml_intervals(fits):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -11,9 +11,11 @@ back to the data's units are the original ones - no formula, design or statistic
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -47,47 +49,173 @@ def _values(fit_like, blocks) -> list[float]:
     return out + [sigma]
 
 
+def _simulate(fit, rng, covs_chol, mean) -> np.ndarray:
+    """One simulated response in the data's units: e ~ N(0, sigma^2), then per block
+    b ~ N(0, G) per level (the draws in this order, so a seed gives the same responses to
+    either engine)."""
+    y = mean + fit.sigma * rng.standard_normal(fit.spec.n)
+    for block, chol in zip(fit.blocks, covs_chol, strict=True):
+        effects = rng.standard_normal((block.n_levels, block.q)) @ chol.T
+        y = y + block.z_times(effects)
+    return y
+
+
+def _compiled_eligible(fit, dev) -> bool:
+    """One random-effects block with an unstructured or diagonal G (``bootstrap_kernel``)."""
+    return (len(fit.blocks) == 1 and dev.layout.structures[0].kind in ("us", "diag")
+            and fit.spec.p > 0)
+
+
+class _CompiledRefits:
+    """The fixed statistics of a one-block model on the unit scale, for ``refit_replicates``."""
+
+    def __init__(self, dev):
+        scaled = dev.scaling.scaled
+        block = scaled.blocks[0]
+        structure = dev.layout.structures[0]
+        m, q, p = block.n_levels, block.q, scaled.p
+        self.codes = np.ascontiguousarray(block.codes, dtype=np.int64)
+        self.zcols = np.ascontiguousarray(block.columns, dtype=float)
+        self.X = np.ascontiguousarray(scaled.X, dtype=float)
+        self.A = np.ascontiguousarray(dev.system.first_cross, dtype=float)
+        self.B = np.zeros((m, q, p))
+        for a in range(q):
+            for col in range(p):
+                self.B[:, a, col] = np.bincount(self.codes, weights=self.zcols[:, a]
+                                                * self.X[:, col], minlength=m)
+        self.XtX = self.X.T @ self.X
+        if structure.kind == "us":
+            self.rows = np.asarray(structure.rows, dtype=np.int64)
+            self.cols = np.asarray(structure.cols, dtype=np.int64)
+        else:
+            self.rows = self.cols = np.arange(q, dtype=np.int64)
+        self.reml = dev.reml
+
+    def run(self, Y_scaled: np.ndarray, theta0: np.ndarray, pool=None, workers: int = 1):
+        """Refit the rows of ``Y_scaled``, split over ``workers`` threads of ``pool`` (the
+        kernel releases the GIL)."""
+        from .bootstrap_kernel import refit_replicates
+
+        theta0 = np.ascontiguousarray(theta0, dtype=float)
+
+        def part(Y):
+            return refit_replicates(np.ascontiguousarray(Y), self.codes, self.zcols, self.X,
+                                    self.A, self.B, self.XtX, theta0, self.rows, self.cols,
+                                    self.reml, COMPILED_MAX_ITER, COMPILED_GTOL)
+
+        if pool is None or workers < 2 or len(Y_scaled) < 2 * workers:
+            return part(Y_scaled)
+        pieces = list(pool.map(part, np.array_split(Y_scaled, workers)))
+        return tuple(np.concatenate([piece[i] for piece in pieces]) for i in range(5))
+
+
+COMPILED_MAX_ITER = 200  # quasi-Newton iterations
+COMPILED_GTOL = 1e-5     # |gradient| of the unit-scale criterion at the stop (x max(1, |f|/1000))
+
+
+def _general_refit(dev, blocks, y_scaled, theta0) -> list[float]:
+    system = dev.system.with_response(y_scaled)
+    layout = dev.layout
+    theta, _v, _ok, _msg = minimize_deviance(
+        lambda t, s=system: s.objective(t, dev.reml), theta0.copy(), layout.lower,
+        10_000, reflections=lambda t: layout.reflections(t, SINGULAR_TOLERANCE))
+    theta = np.where(layout.diagonal, np.maximum(theta, 0.0), theta)
+    replica = copy.copy(dev)
+    replica.system = system
+    return _values(replica.estimates(theta_scaled=theta), blocks)
+
+
+def _compiled_values(dev, blocks, theta_s, beta_s, sigma_s) -> np.ndarray:
+    """Rows of ``_values`` from the kernel's unit-scale results (vectorized maps back)."""
+    scaling = dev.scaling
+    beta = scaling.y_scale * beta_s @ scaling.beta_map().T
+    if scaling.intercept is not None:
+        beta[:, scaling.intercept] += scaling.y_shift
+    sigma = scaling.y_scale * sigma_s
+    out = [beta]
+    layout = dev.layout
+    for block, sl, structure, k in zip(blocks, layout.slices, layout.structures, dev.order,
+                                       strict=True):
+        lam = np.zeros((theta_s.shape[0], block.q, block.q))
+        if structure.kind == "us":
+            lam[:, structure.rows, structure.cols] = theta_s[:, sl]
+        else:
+            idx = np.arange(block.q)
+            lam[:, idx, idx] = theta_s[:, sl]
+        lam = lam / scaling.block_scale(k)[None, :, None]
+        cov = sigma[:, None, None] ** 2 * np.einsum("rab,rcb->rac", lam, lam)
+        sd = np.sqrt(np.einsum("raa->ra", cov))
+        out.append(sd)
+        if block.correlated:
+            for a in range(block.q):
+                for b in range(a + 1, block.q):
+                    denom = sd[:, a] * sd[:, b]
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        out.append(np.where(denom > 0, cov[:, a, b] / denom, np.nan)[:, None])
+    out.append(sigma[:, None])
+    return np.hstack(out)
+
+
 def bootstrap(fit, n: int = 1000, random_seed: int | None = None,
-              progressbar: bool = True) -> pd.DataFrame:
-    """``n`` parametric-bootstrap replicates of every parameter (rows: replicates)."""
+              progressbar: bool = True, engine: str = "auto",
+              cores: int | None = None) -> pd.DataFrame:
+    """``n`` parametric-bootstrap replicates of every parameter (rows: replicates).
+
+    ``engine``: ``"compiled"`` refits in ``bootstrap_kernel`` (one random-effects block with
+    an unstructured or diagonal G; both cores), ``"general"`` through the fit's deviance
+    object and its optimizer (any model), ``"auto"`` the first where it applies.  Both
+    simulate the same responses from a seed, and the replicates do not depend on ``cores``
+    (threads for the compiled refits; default: every core)."""
     if not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    if engine not in ("auto", "compiled", "general"):
+        raise ValueError(f"engine must be 'auto', 'compiled' or 'general', got {engine!r}")
     if fit.residual_model is not None or not fit.spec.blocks:
         raise NotImplementedError("the bootstrap of fits with a residual structure (or without "
                                   "random effects) is not built yet")
     dev = deviance_of(fit)
+    eligible = _compiled_eligible(fit, dev)
+    if engine == "compiled" and not eligible:
+        raise ValueError("the compiled bootstrap takes one random-effects block with an "
+                         "unstructured or diagonal G; use engine='general'")
+    compiled = _CompiledRefits(dev) if eligible and engine != "general" else None
+    workers = max(1, int(cores) if cores is not None else (os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(workers) if compiled is not None and workers > 1 else None
     rng = np.random.default_rng(random_seed)
     spec, scaling = fit.spec, dev.scaling
     blocks = fit.blocks                        # engine order, as fit.lambdas
-    covs = fit.covariances()
+    chols = [np.linalg.cholesky(cov + 1e-14 * np.eye(block.q) * max(cov.max(), 1e-300))
+             for block, cov in zip(blocks, fit.covariances(), strict=True)]
     mean = spec.X @ fit.beta
     theta0 = dev.scaled_theta(fit.theta)
-    layout = dev.layout
     rows = np.empty((n, len(replicate_names(fit))))
     started = time.perf_counter()
-    report_every = max(n // 20, 1)
     show = progressbar and n >= 200
+    chunk = max(1, min(max(n // 20, 1), 4_000_000 // max(spec.n, 1)))
+    done = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for r in range(n):
-            y = mean + fit.sigma * rng.standard_normal(spec.n)
-            for block, cov in zip(blocks, covs, strict=True):
-                chol = np.linalg.cholesky(cov + 1e-14 * np.eye(block.q) * max(cov.max(), 1e-300))
-                effects = rng.standard_normal((block.n_levels, block.q)) @ chol.T
-                y = y + block.z_times(effects)
-            y_scaled = (y - scaling.y_shift) / scaling.y_scale
-            system = dev.system.with_response(y_scaled)
-            theta, _v, _ok, _msg = minimize_deviance(
-                lambda t, s=system: s.objective(t, dev.reml), theta0.copy(), layout.lower,
-                10_000, reflections=lambda t: layout.reflections(t, SINGULAR_TOLERANCE))
-            theta = np.where(layout.diagonal, np.maximum(theta, 0.0), theta)
-            replica = copy.copy(dev)
-            replica.system = system
-            rows[r] = _values(replica.estimates(theta_scaled=theta), blocks)
-            if show and (r + 1) % report_every == 0:
+        while done < n:
+            size = min(chunk, n - done)
+            Y = np.empty((size, spec.n))
+            for r in range(size):
+                Y[r] = (_simulate(fit, rng, chols, mean) - scaling.y_shift) / scaling.y_scale
+            if compiled is not None:
+                theta_s, beta_s, sigma_s, _evals, ok = compiled.run(Y, theta0, pool, workers)
+                rows[done:done + size] = _compiled_values(dev, blocks, theta_s, beta_s,
+                                                          sigma_s)
+                for r in np.flatnonzero(~ok):   # the rare stall: the general optimizer
+                    rows[done + r] = _general_refit(dev, blocks, Y[r], theta0)
+            else:
+                for r in range(size):
+                    rows[done + r] = _general_refit(dev, blocks, Y[r], theta0)
+            done += size
+            if show:
                 elapsed = time.perf_counter() - started
-                print(f"\rbootstrap {r + 1}/{n} ({elapsed:.0f} s)", end="", file=sys.stderr,
+                print(f"\rbootstrap {done}/{n} ({elapsed:.0f} s)", end="", file=sys.stderr,
                       flush=True)
+    if pool is not None:
+        pool.shutdown()
     if show:
         print(file=sys.stderr)
     return pd.DataFrame(rows, columns=replicate_names(fit))

@@ -118,12 +118,14 @@ class RemlFit:
         return confint(self, method, level, n_boot=n_boot, random_seed=random_seed)
 
     def bootstrap(self, n: int = 1000, random_seed: int | None = None,
-                  progressbar: bool = True) -> pd.DataFrame:
+                  progressbar: bool = True, cores: int | None = None) -> pd.DataFrame:
         """``n`` parametric-bootstrap replicates of every parameter (a DataFrame, one row per
-        replicate; MixedModels.jl's ``parametricbootstrap``), reproducible with a seed."""
+        replicate; MixedModels.jl's ``parametricbootstrap``), reproducible with a seed;
+        ``cores`` threads refit (default: all; the replicates do not depend on it)."""
         from ..inference.bootstrap import bootstrap
 
-        return bootstrap(self, n=n, random_seed=random_seed, progressbar=progressbar)
+        return bootstrap(self, n=n, random_seed=random_seed, progressbar=progressbar,
+                         cores=cores)
 
     # -- covariance parameters -----------------------------------------------------------
     @property
