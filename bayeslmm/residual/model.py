@@ -15,6 +15,7 @@ sum_i log|V_i| is the criterion of the structured model, for REML and ML alike.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,6 +194,17 @@ class ResidualModel:
         sorted_groups = self.group_codes[order]
         sorted_pos = positions[order]
         same = (sorted_groups[1:] == sorted_groups[:-1]) & (sorted_pos[1:] == sorted_pos[:-1])
+        if structure.kind == "ar1" and numeric and not cls.needs_levels:
+            gaps = np.diff(sorted_pos)[sorted_groups[1:] == sorted_groups[:-1]]
+            step = int(np.gcd.reduce(np.round(gaps).astype(np.int64))) if gaps.size else 1
+            if step > 1:
+                warnings.warn(
+                    f"ar1({term.occasion} | ...): every gap between a group's times is a "
+                    f"multiple of {step}, so the correlation phi^lag depends on phi^{step} "
+                    f"only{' and the sign of phi is not identified' if step % 2 == 0 else ''} "
+                    f"(nlme's corAR1 alike); for a lag-1 correlation between successive "
+                    "visits use the visit number or an ordered categorical occasion",
+                    UserWarning, stacklevel=4)
         if same.any():
             where = order[np.flatnonzero(same)[0]]
             raise ValueError(

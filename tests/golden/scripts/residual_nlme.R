@@ -54,6 +54,10 @@ for (method in c("REML", "ML")) {
       varIdent(form = ~ 1 | fage), method, "M01")
   out[[paste0("orthodont_ar1_", m)]] <- gls_fit(distance ~ age * Sex, ort,
       corAR1(form = ~ visit | Subject), NULL, method, "M01")
+  # ar1 on the ages themselves (8, 10, 12, 14: every lag even, so the likelihood is symmetric
+  # in phi and nlme's default start phi = 0 is a stationary point it never leaves): from 0.5
+  out[[paste0("orthodont_ar1_age_", m)]] <- gls_fit(distance ~ age * Sex, ort,
+      corAR1(0.5, form = ~ age | Subject), NULL, method, "M01")
   out[[paste0("orthodont_toep_", m)]] <- gls_fit(distance ~ age * Sex, ort,
       corARMA(form = ~ visit | Subject, p = 3), NULL, method, "M01")
   out[[paste0("orthodont_ols_", m)]] <- gls_fit(distance ~ age * Sex, ort, NULL, NULL,
