@@ -21,6 +21,7 @@ from .builder import (
     group_factors,
     slope_variables,
 )
+from .full_nutpie import sample_full
 from .marginal import MarginalStructure
 from .marginal_posterior import MarginalPosterior
 from .nutpie_backend import JITTER, sample_marginal, sample_partial
@@ -350,8 +351,8 @@ class Model:
             random_seed: int | None = None, progressbar: bool = True, init: str = "reml",
             sampler: str = "auto", backend: str = "auto", log_likelihood: bool | None = None,
             **sampler_kwargs) -> BayesFit:
-        """Sample the posterior with NUTS (nutpie for the marginal and partial samplers,
-        PyMC for the full one; see ``backend``).
+        """Sample the posterior with NUTS (nutpie unless ``backend="pymc"`` or the PyMC model
+        was extended; see ``backend``).
 
         Parameters
         ----------
@@ -376,10 +377,11 @@ class Model:
             flat fixed-effect priors, small blocks after the largest one, ``pymc_model`` not
             extended by the user), else partial, else full.
         backend : {"auto", "nutpie", "pymc"}
-            Which NUTS runs the marginal and partial samplers: ``"nutpie"`` (Rust NUTS on a
-            numba log density, no PyTensor compilation; what ``"auto"`` picks, the partial
-            sampler only when its kept blocks are 1 x 1) or ``"pymc"`` (``pm.sample`` on
-            ``marginal_model``/``partial_model``).  The full sampler always uses PyMC.
+            Which NUTS runs: ``"nutpie"`` (Rust NUTS; what ``"auto"`` picks) on a numba log
+            density for the marginal sampler and the partial one (when its kept blocks are
+            1 x 1), and on ``pymc_model``'s PyTensor log density for the full one (with a
+            low-rank mass matrix; ``bayes/full_nutpie.py``), or ``"pymc"`` (``pm.sample``).
+            A ``pymc_model`` the user extended always runs on ``pm.sample``.
         log_likelihood : bool, optional
             Store pointwise log likelihoods (for ``az.loo``); default when it fits in
             memory (fewer than 50 million values).
@@ -402,13 +404,15 @@ class Model:
         started = time.perf_counter()
         rng = np.random.default_rng(random_seed)
         chosen = self.choose_sampler(sampler)
-        if backend == "nutpie" and not (chosen == "marginal" or (
+        full_on_nutpie = chosen == "full" and not self._extended_by_user()
+        if backend == "nutpie" and not (chosen == "marginal" or full_on_nutpie or (
                 chosen == "partial" and self._partial_on_nutpie())):
-            raise ValueError(f"backend='nutpie' runs the marginal sampler and the partial one "
-                             f"when the kept blocks are 1 x 1; this fit uses the {chosen!r} "
-                             "sampler (pass backend='pymc')")
+            raise ValueError(f"backend='nutpie' runs the marginal sampler, the full one on the "
+                             f"model as built and the partial one when the kept blocks are "
+                             f"1 x 1; this fit uses the {chosen!r} sampler (pass "
+                             "backend='pymc')")
         cores = cores if cores is not None else min(chains, os.cpu_count() or 1)
-        on_nutpie = backend != "pymc" and (chosen == "marginal" or (
+        on_nutpie = backend != "pymc" and (chosen == "marginal" or full_on_nutpie or (
             chosen == "partial" and self._partial_on_nutpie()))
         if on_nutpie and tune < 1:
             raise ValueError("tune must be at least 1 with the nutpie backend (it adapts the "
@@ -426,6 +430,13 @@ class Model:
             raw = sample_partial(self, draws=draws, tune=tune, chains=chains, cores=cores,
                                  seed=random_seed, progressbar=progressbar, init=init,
                                  **sampler_kwargs)
+            return self._finish(raw, chosen, rng, chains, draws, log_likelihood, started)
+        if full_on_nutpie and backend != "pymc":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*BLAS.*")
+                raw = sample_full(self, draws=draws, tune=tune, chains=chains, cores=cores,
+                                  seed=random_seed, progressbar=progressbar, init=init,
+                                  rng=rng, **sampler_kwargs)
             return self._finish(raw, chosen, rng, chains, draws, log_likelihood, started)
         import pymc as pm
 

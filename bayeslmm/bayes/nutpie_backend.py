@@ -19,7 +19,8 @@ import numpy as np
 from .builder import cor_dims, cor_name
 from .marginal_posterior import CovarianceLayout
 
-__all__ = ["sample_marginal", "sample_partial", "sample_flat", "sample_cfunc", "JITTER"]
+__all__ = ["sample_marginal", "sample_partial", "sample_flat", "sample_cfunc", "run_compiled",
+           "JITTER"]
 
 JITTER = 0.1  # per-chain jitter around the REML start (unconstrained scale; relative in PyMC)
 
@@ -49,7 +50,7 @@ def sample_flat(logp_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
 
     compiled = from_pyfunc(ndim, make_logp, make_expand, [np.dtype("float64")], [(ndim,)],
                            ["theta"], make_initial_point_fn=_seeded(initial_point))
-    return _run(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+    return run_compiled(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                 progressbar=progressbar, target_accept=target_accept, **kwargs)
 
 
@@ -64,7 +65,7 @@ def sample_cfunc(logp_cfunc, expand_cfunc, user_data: np.ndarray, ndim: int,
 
     compiled = compiled_cfunc_model(logp_cfunc, expand_cfunc, user_data, ndim,
                                     _seeded(initial_point))
-    return _run(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+    return run_compiled(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                 progressbar=progressbar, target_accept=target_accept, **kwargs)
 
 
@@ -73,7 +74,8 @@ def _seeded(initial_point: Callable[[np.random.Generator], np.ndarray]):
     return lambda seed: np.asarray(initial_point(np.random.default_rng(seed)), dtype="float64")
 
 
-def _run(compiled, *, seed, progressbar, **kwargs):
+def run_compiled(compiled, *, seed, progressbar, **kwargs):
+    """``nutpie.sample`` on one BLAS thread: (draws of theta, PyMC-named sample stats)."""
     from ..core.threads import single_blas_thread
     from . import nutpie_adapter
 

@@ -51,7 +51,7 @@ class KernelLayout:
                    max(int(np.diff(pattern_start).max()), 1))
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def occasion_logp_kernel(e, sigma_full, rows, group_start, group_pattern, pattern_pos,
                          pattern_start, pattern_count, max_size):
     """(log p(e), d/de, d/dSigma): see ``residual/loglik.py``."""
