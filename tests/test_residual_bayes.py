@@ -140,3 +140,21 @@ def test_numba_kernel_matches_numpy(orthodont):
     assert occasion_logp_kernel(e, bad, layout.rows, layout.group_start, layout.group_pattern,
                                 layout.pattern_pos, layout.pattern_start, layout.pattern_count,
                                 layout.max_size)[0] == -np.inf
+
+
+@pytest.mark.parametrize("residual", ["us(age | Subject)", "diag(age | Subject)",
+                                      "ar1(visit | Subject)", "toep(age | Subject)"])
+def test_pointwise_loglik_kernel_matches_whitening(residual, orthodont, monkeypatch):
+    """The numba per-group log likelihood (all draws at once) equals the per-draw whitening
+    loop it replaces for the likelihood Op's structures."""
+    from bayeslmm.bayes.result import BayesFit
+
+    data = orthodont.assign(visit=(orthodont["age"] - 8) // 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayeslmm.fit("distance ~ age * Sex", data, residual=residual,
+                           draws=30, tune=50, chains=1, random_seed=1, progressbar=False)
+    fast = fit._structured_loglik()["y"].to_numpy()
+    monkeypatch.setattr(BayesFit, "_occasion_covariances", lambda self: None)
+    slow = fit._structured_loglik()["y"].to_numpy()
+    np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)

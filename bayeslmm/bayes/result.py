@@ -285,8 +285,19 @@ class BayesFit:
         post = self.posterior
         chains, draws = post.sizes["chain"], post.sizes["draw"]
         raw = self.spec.response_values[None, :] - self._mu_draws().reshape(chains * draws, -1)
-        rho, sigma = self._residual_params()
         n_groups = len(residual.group_labels)
+        covs = self._occasion_covariances()
+        if covs is not None:   # the likelihood Op's structures: the numba kernel, all draws
+            from ..residual.loglik_kernel import KernelLayout, occasion_group_logp
+
+            lay = KernelLayout.of(residual)
+            out = occasion_group_logp(np.ascontiguousarray(raw), covs, lay.rows,
+                                      lay.group_start, lay.group_pattern, lay.pattern_pos,
+                                      lay.pattern_start, lay.max_size)
+            by_code = np.empty_like(out)   # the layout orders groups by batch and pattern
+            by_code[:, residual.group_codes[lay.rows[lay.group_start[:-1]]]] = out
+            return self._group_dataset(by_code, chains, draws)
+        rho, sigma = self._residual_params()
         out = np.empty((chains * draws, n_groups))
         for d in range(chains * draws):
             inverses, row_sd, _ = whitener = residual.whitener(rho[d])
@@ -295,9 +306,33 @@ class BayesFit:
             # whitening by L^-1 keeps log|V_i| as sum of log diag(L): add it per group
             per_row += _log_unit_diagonal(residual, inverses)
             out[d] = np.bincount(residual.group_codes, weights=per_row, minlength=n_groups)
+        return self._group_dataset(out, chains, draws)
+
+    def _group_dataset(self, out: np.ndarray, chains: int, draws: int) -> xr.Dataset:
+        post = self.posterior
         return xr.Dataset({"y": (("chain", "draw", "group"), out.reshape(chains, draws, -1))},
                           coords={"chain": post.chain, "draw": post.draw,
-                                  "group": list(residual.group_labels)})
+                                  "group": list(self.model.residual_model.group_labels)})
+
+    def _occasion_covariances(self) -> np.ndarray | None:
+        """(draws, T, T) sigma^2 D C D over the occasions from the posterior's ``sigma`` and
+        ``cor_residual``, where the model's likelihood is the occasion Op's (not car1, no
+        variance function); else None."""
+        from ..residual.structures import ContinuousAutoRegressive
+
+        residual = self.model.residual_model
+        s = residual.structure
+        if s is None or isinstance(s, ContinuousAutoRegressive) or residual.n_variance:
+            return None
+        post = self.posterior
+        n = post.sizes["chain"] * post.sizes["draw"]
+        t = s.n_positions
+        sd = post["sigma"].to_numpy().reshape(n, -1) * np.ones((1, t))
+        if "cor_residual" in post:
+            cor = post["cor_residual"].to_numpy().reshape(n, t, t)
+        else:
+            cor = np.broadcast_to(np.eye(t), (n, t, t))
+        return np.ascontiguousarray(cor * sd[:, :, None] * sd[:, None, :])
 
     def _structured_noise(self, rng: np.random.Generator) -> np.ndarray:
         """Residual draws e ~ N(0, sigma^2 V) per posterior draw, (chain, draw, n)."""

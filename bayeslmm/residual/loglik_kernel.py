@@ -17,7 +17,7 @@ from numba import njit
 
 from .model import ResidualModel
 
-__all__ = ["KernelLayout", "occasion_logp_kernel"]
+__all__ = ["KernelLayout", "occasion_logp_kernel", "occasion_group_logp"]
 
 
 @dataclass
@@ -126,3 +126,54 @@ def occasion_logp_kernel(e, sigma_full, rows, group_start, group_pattern, patter
                     acc += inner[i, k] * winv[u, k, j]
                 grad_s[pattern_pos[s0 + i], pattern_pos[s0 + j]] += -0.5 * acc
     return value, grad_e, grad_s
+
+
+@njit(cache=True, nogil=True)
+def occasion_group_logp(E, covs, rows, group_start, group_pattern, pattern_pos, pattern_start,
+                        max_size):
+    """log p(e_i) of every group i for every draw: ``E`` (draws, n) residuals, ``covs``
+    (draws, T, T) their covariances over the occasions -> (draws, n_groups)."""
+    n_draws = E.shape[0]
+    n_pat = pattern_start.size - 1
+    n_groups = group_start.size - 1
+    out = np.empty((n_draws, n_groups))
+    chol = np.zeros((n_pat, max_size, max_size))
+    logdet = np.zeros(n_pat)
+    z = np.zeros(max_size)
+    half_log_2pi = 0.5 * np.log(2.0 * np.pi)
+    for d in range(n_draws):
+        ok = True
+        for u in range(n_pat):
+            s0 = pattern_start[u]
+            m = pattern_start[u + 1] - s0
+            ld = 0.0
+            for i in range(m):
+                for j in range(i + 1):
+                    acc = covs[d, pattern_pos[s0 + i], pattern_pos[s0 + j]]
+                    for k in range(j):
+                        acc -= chol[u, i, k] * chol[u, j, k]
+                    if i == j:
+                        if acc <= 0.0:
+                            ok = False
+                            acc = 1.0
+                        chol[u, i, i] = np.sqrt(acc)
+                        ld += np.log(chol[u, i, i])
+                    else:
+                        chol[u, i, j] = acc / chol[u, j, j]
+            logdet[u] = ld
+        for g in range(n_groups):
+            if not ok:
+                out[d, g] = -np.inf
+                continue
+            u = group_pattern[g]
+            r0 = group_start[g]
+            m = group_start[g + 1] - r0
+            value = -logdet[u] - m * half_log_2pi
+            for i in range(m):   # z = L^-1 e by forward substitution
+                acc = E[d, rows[r0 + i]]
+                for k in range(i):
+                    acc -= chol[u, i, k] * z[k]
+                z[i] = acc / chol[u, i, i]
+                value -= 0.5 * z[i] * z[i]
+            out[d, g] = value
+    return out
