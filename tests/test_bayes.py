@@ -188,9 +188,10 @@ def test_marginal_sampler_on_pymc_and_nutpie_give_the_same_layout(sleepstudy):
         assert fit.idata.log_likelihood["y"].shape == (2, 40, sleepstudy.shape[0])
     with pytest.raises(ValueError, match="backend must be 'auto', 'nutpie' or 'pymc'"):
         model.fit(backend="stan", **kwargs)
+    # a Student t prior on beta: the full sampler, on nutpie too (bayes/full_nutpie.py)
     heavy_tailed = Model(FORMULA, sleepstudy, priors={"Intercept": StudentT(3, 250, 50)})
-    with pytest.raises(ValueError, match="backend='nutpie' runs the marginal sampler"):
-        heavy_tailed.fit(backend="nutpie", **kwargs)
+    full = heavy_tailed.fit(backend="nutpie", **kwargs)
+    assert full.sampler == "full" and {"diverging", "tree_depth"} <= set(full.idata.sample_stats)
 
 
 def test_auto_sampler_choice(sleepstudy):
