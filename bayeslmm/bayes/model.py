@@ -379,8 +379,9 @@ class Model:
         backend : {"auto", "nutpie", "pymc"}
             Which NUTS runs: ``"nutpie"`` (Rust NUTS; what ``"auto"`` picks) on a numba log
             density for the marginal sampler and the partial one (when its kept blocks are
-            1 x 1), and on ``pymc_model``'s PyTensor log density for the full one (with a
-            low-rank mass matrix; ``bayes/full_nutpie.py``), or ``"pymc"`` (``pm.sample``).
+            1 x 1), and on ``pymc_model``'s PyTensor log density for the full one (a
+            low-rank mass matrix for residual structures; ``bayes/full_nutpie.py``), or
+            ``"pymc"`` (``pm.sample``).
             A ``pymc_model`` the user extended always runs on ``pm.sample``.
         log_likelihood : bool, optional
             Store pointwise log likelihoods (for ``az.loo``); default when it fits in

@@ -50,8 +50,9 @@ def sample_flat(logp_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
 
     compiled = from_pyfunc(ndim, make_logp, make_expand, [np.dtype("float64")], [(ndim,)],
                            ["theta"], make_initial_point_fn=_seeded(initial_point))
-    return run_compiled(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                progressbar=progressbar, target_accept=target_accept, **kwargs)
+    return run_compiled(compiled, draws=draws, tune=tune, chains=chains, cores=cores,
+                        seed=seed, progressbar=progressbar, target_accept=target_accept,
+                        **kwargs)
 
 
 def sample_cfunc(logp_cfunc, expand_cfunc, user_data: np.ndarray, ndim: int,
@@ -65,8 +66,9 @@ def sample_cfunc(logp_cfunc, expand_cfunc, user_data: np.ndarray, ndim: int,
 
     compiled = compiled_cfunc_model(logp_cfunc, expand_cfunc, user_data, ndim,
                                     _seeded(initial_point))
-    return run_compiled(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                progressbar=progressbar, target_accept=target_accept, **kwargs)
+    return run_compiled(compiled, draws=draws, tune=tune, chains=chains, cores=cores,
+                        seed=seed, progressbar=progressbar, target_accept=target_accept,
+                        **kwargs)
 
 
 def _seeded(initial_point: Callable[[np.random.Generator], np.ndarray]):
