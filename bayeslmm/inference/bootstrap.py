@@ -128,7 +128,8 @@ def _general_refit(dev, blocks, y_scaled, theta0) -> list[float]:
 def _compiled_values(dev, blocks, theta_s, beta_s, sigma_s) -> np.ndarray:
     """Rows of ``_values`` from the kernel's unit-scale results (vectorized maps back)."""
     scaling = dev.scaling
-    beta = scaling.y_scale * beta_s @ scaling.beta_map().T
+    # einsum, not a BLAS product: a replicate's row does not depend on the chunk's size
+    beta = scaling.y_scale * np.einsum("rj,ij->ri", beta_s, scaling.beta_map())
     if scaling.intercept is not None:
         beta[:, scaling.intercept] += scaling.y_shift
     sigma = scaling.y_scale * sigma_s

@@ -43,6 +43,29 @@ START_FLOOR = 0.05   # unit-scale theta: the smallest diagonal entry a refit sta
 
 
 @njit(cache=True, nogil=True)
+def _cholesky_in_place(a):  # pragma: no cover - jit
+    """Lower Cholesky factor of the lower triangle of ``a``, in place: log|a|, or inf where
+    ``a`` is not positive definite."""
+    size = a.shape[0]
+    logdet = 0.0
+    for i in range(size):
+        d = a[i, i]
+        for e in range(i):
+            d -= a[i, e] * a[i, e]
+        if d <= 0.0:
+            return np.inf
+        d = np.sqrt(d)
+        a[i, i] = d
+        logdet += 2.0 * np.log(d)
+        for b in range(i + 1, size):
+            acc = a[b, i]
+            for e in range(i):
+                acc -= a[b, e] * a[i, e]
+            a[b, i] = acc / d
+    return logdet
+
+
+@njit(cache=True, nogil=True)
 def _criterion(theta, rows, cols, A, B, c, XtX, Xty, yty, n, reml,
                lam, M, R, u, S, s, w, tail):  # pragma: no cover - jit
     q = lam.shape[0]
@@ -65,20 +88,10 @@ def _criterion(theta, rows, cols, A, B, c, XtX, Xty, yty, n, reml,
                         for f in range(b, q):
                             acc += le * A[j, e, f] * lam[f, b]
                 M[a, b] = acc + (1.0 if a == b else 0.0)
-        for a in range(q):
-            d = M[a, a]
-            for e in range(a):
-                d -= M[a, e] * M[a, e]
-            if d <= 0.0:
-                return np.inf
-            d = np.sqrt(d)
-            M[a, a] = d
-            logdet += 2.0 * np.log(d)
-            for b in range(a + 1, q):
-                acc = M[b, a]
-                for e in range(a):
-                    acc -= M[b, e] * M[a, e]
-                M[b, a] = acc / d
+        level_logdet = _cholesky_in_place(M)
+        if not np.isfinite(level_logdet):
+            return np.inf
+        logdet += level_logdet
         # R_j = L_j^-1 lam' B_j,  u_j = L_j^-1 lam' c_j
         for a in range(q):
             for col in range(p):
@@ -104,21 +117,9 @@ def _criterion(theta, rows, cols, A, B, c, XtX, Xty, yty, n, reml,
                 s[col] -= R[a, col] * u[a]
                 for col2 in range(col + 1):
                     S[col, col2] -= R[a, col] * R[a, col2]
-    logdet_x = 0.0
-    for a in range(p):  # Cholesky of S (lower), then w = R_X^-1 s
-        d = S[a, a]
-        for e in range(a):
-            d -= S[a, e] * S[a, e]
-        if d <= 0.0:
-            return np.inf
-        d = np.sqrt(d)
-        S[a, a] = d
-        logdet_x += 2.0 * np.log(d)
-        for b in range(a + 1, p):
-            acc = S[b, a]
-            for e in range(a):
-                acc -= S[b, e] * S[a, e]
-            S[b, a] = acc / d
+    logdet_x = _cholesky_in_place(S)   # R_X, then w = R_X^-1 s
+    if not np.isfinite(logdet_x):
+        return np.inf
     for a in range(p):
         acc = s[a]
         for e in range(a):
