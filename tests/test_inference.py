@@ -221,17 +221,22 @@ def test_bootstrap_distribution_matches_lme4_bootmer(fits):
     assert np.all(np.abs(quant - np.asarray(ref["quantiles"])) < tol)
 
 
-@pytest.mark.parametrize("case", ["sleepstudy-reml", "sleepstudy-ml", "dyestuff2", "orthodont"])
+@pytest.mark.parametrize("case", ["sleepstudy-reml", "sleepstudy-ml", "sleepstudy-uncorr",
+                                  "dyestuff2", "orthodont"])
 def test_compiled_bootstrap_matches_the_general_optimizer(case, fits):
     """The compiled one-block refits (quasi-Newton in numba) reach the optimum the general
     path (BlockedSystem + BOBYQA with probes and reflections) reaches, replicate by
-    replicate on the same simulated responses; dyestuff2's fit is singular (sd 0)."""
+    replicate on the same simulated responses; dyestuff2's fit is singular (sd 0);
+    ``(Days || Subject)`` is two blocks on one factor, refitted as one."""
     from bayeslmm.inference.bootstrap import bootstrap
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if case == "sleepstudy-ml":
             fit = bayeslmm.fit(CASES["sleepstudy"][0], load("sleepstudy"), method="ml")
+        elif case == "sleepstudy-uncorr":   # (Days || Subject): two blocks, one factor
+            fit = bayeslmm.fit("Reaction ~ Days + (Days || Subject)", load("sleepstudy"),
+                               method="reml")
         elif case == "dyestuff2":
             fit = bayeslmm.fit("Yield ~ 1 + (1 | Batch)", load("dyestuff2"), method="reml")
         else:

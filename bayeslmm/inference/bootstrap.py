@@ -61,34 +61,56 @@ def _simulate(fit, rng, covs_chol, mean) -> np.ndarray:
 
 
 def _compiled_eligible(fit, dev) -> bool:
-    """One random-effects block with an unstructured or diagonal G (``bootstrap_kernel``)."""
-    return (len(fit.blocks) == 1 and dev.layout.structures[0].kind in ("us", "diag")
-            and fit.spec.p > 0)
+    """Blocks that ``bootstrap_kernel`` refits: every block on the same grouping factor
+    (one block, or ``(x || g)``'s blocks: together one block with a block-diagonal lambda),
+    each unstructured or diagonal."""
+    blocks = [dev.scaling.scaled.blocks[k] for k in dev.order]
+    first = blocks[0]
+    return (fit.spec.p > 0
+            and all(s.kind in ("us", "diag") for s in dev.layout.structures)
+            and all(b.n_levels == first.n_levels and np.array_equal(b.codes, first.codes)
+                    for b in blocks[1:]))
 
 
 class _CompiledRefits:
-    """The fixed statistics of a one-block model on the unit scale, for ``refit_replicates``."""
+    """The fixed statistics of the merged block on the unit scale, for ``refit_replicates``:
+    the blocks' columns side by side in engine order, so the kernel's theta is the layout's
+    (each block's lambda entries shifted to its columns)."""
 
     def __init__(self, dev):
         scaled = dev.scaling.scaled
-        block = scaled.blocks[0]
-        structure = dev.layout.structures[0]
-        m, q, p = block.n_levels, block.q, scaled.p
-        self.codes = np.ascontiguousarray(block.codes, dtype=np.int64)
-        self.zcols = np.ascontiguousarray(block.columns, dtype=float)
+        blocks = [scaled.blocks[k] for k in dev.order]
+        m, p = blocks[0].n_levels, scaled.p
+        self.codes = np.ascontiguousarray(blocks[0].codes, dtype=np.int64)
+        self.zcols = np.ascontiguousarray(np.column_stack([b.columns for b in blocks]),
+                                          dtype=float)
+        q = self.zcols.shape[1]
         self.X = np.ascontiguousarray(scaled.X, dtype=float)
-        self.A = np.ascontiguousarray(dev.system.first_cross, dtype=float)
+
+        def per_level(u, v):
+            return np.bincount(self.codes, weights=u * v, minlength=m)
+
+        self.A = np.zeros((m, q, q))
+        for a in range(q):
+            for b in range(a + 1):
+                self.A[:, a, b] = self.A[:, b, a] = per_level(self.zcols[:, a],
+                                                              self.zcols[:, b])
         self.B = np.zeros((m, q, p))
         for a in range(q):
             for col in range(p):
-                self.B[:, a, col] = np.bincount(self.codes, weights=self.zcols[:, a]
-                                                * self.X[:, col], minlength=m)
+                self.B[:, a, col] = per_level(self.zcols[:, a], self.X[:, col])
         self.XtX = self.X.T @ self.X
-        if structure.kind == "us":
-            self.rows = np.asarray(structure.rows, dtype=np.int64)
-            self.cols = np.asarray(structure.cols, dtype=np.int64)
-        else:
-            self.rows = self.cols = np.arange(q, dtype=np.int64)
+        rows, cols, offset = [], [], 0
+        for structure in dev.layout.structures:
+            if structure.kind == "us":
+                r, c = np.asarray(structure.rows), np.asarray(structure.cols)
+            else:
+                r = c = np.arange(structure.q)
+            rows.append(r + offset)
+            cols.append(c + offset)
+            offset += structure.q
+        self.rows = np.ascontiguousarray(np.concatenate(rows), dtype=np.int64)
+        self.cols = np.ascontiguousarray(np.concatenate(cols), dtype=np.int64)
         self.reml = dev.reml
 
     def run(self, Y_scaled: np.ndarray, theta0: np.ndarray, pool=None, workers: int = 1):
@@ -162,8 +184,9 @@ def bootstrap(fit, n: int = 1000, random_seed: int | None = None,
               cores: int | None = None) -> pd.DataFrame:
     """``n`` parametric-bootstrap replicates of every parameter (rows: replicates).
 
-    ``engine``: ``"compiled"`` refits in ``bootstrap_kernel`` (one random-effects block with
-    an unstructured or diagonal G; both cores), ``"general"`` through the fit's deviance
+    ``engine``: ``"compiled"`` refits in ``bootstrap_kernel`` (one random-effects block, or
+    several on one grouping factor as ``(x || g)``, with unstructured or diagonal G; all
+    cores), ``"general"`` through the fit's deviance
     object and its optimizer (any model), ``"auto"`` the first where it applies.  Both
     simulate the same responses from a seed, and the replicates do not depend on ``cores``
     (threads for the compiled refits; default: every core)."""
@@ -177,8 +200,9 @@ def bootstrap(fit, n: int = 1000, random_seed: int | None = None,
     dev = deviance_of(fit)
     eligible = _compiled_eligible(fit, dev)
     if engine == "compiled" and not eligible:
-        raise ValueError("the compiled bootstrap takes one random-effects block with an "
-                         "unstructured or diagonal G; use engine='general'")
+        raise ValueError("the compiled bootstrap takes one random-effects block (or several "
+                         "on one grouping factor, as (x || g)) with an unstructured or "
+                         "diagonal G; use engine='general'")
     compiled = _CompiledRefits(dev) if eligible and engine != "general" else None
     workers = max(1, int(cores) if cores is not None else (os.cpu_count() or 1))
     pool = ThreadPoolExecutor(workers) if compiled is not None and workers > 1 else None
