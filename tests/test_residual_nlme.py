@@ -224,3 +224,13 @@ def test_missing_occasions_are_dropped_and_counted():
     with pytest.warns(UserWarning, match="dropped 2 of 108 rows"):
         fit = bayeslmm.fit(ORT_F, data, method="reml", residual="cs(age | Subject)")
     assert fit.nobs == 106 and fit.spec.n_dropped == 2
+
+
+def test_unbounded_likelihood_is_reported_not_raised():
+    """A line per child fits two of its four points exactly, so a variance per age runs to 0
+    (the likelihood is unbounded): a degenerate-structure warning, not a LinAlgError from
+    the rounded cross products of the whitened rows (OpenBLAS's Haswell kernel raised one)."""
+    with pytest.warns(UserWarning, match="degenerate"):
+        fit = bayeslmm.fit("distance ~ 0 + Subject + Subject:age", _orthodont(), method="ml",
+                           residual="diag(age | Subject)")
+    assert not fit.converged

@@ -103,7 +103,14 @@ class StructuredDeviance:
     def _fixed_only(self, spec: ModelSpec) -> tuple[float, np.ndarray, float]:
         """(criterion, R_X' (p x p lower), r^2) of a model without random effects."""
         xy = np.column_stack([spec.X, spec.y])
-        chol = np.linalg.cholesky(xy.T @ xy)
+        try:
+            chol = np.linalg.cholesky(xy.T @ xy)
+        except np.linalg.LinAlgError:
+            # the cross products lost definiteness in rounding (a residual SD run towards 0
+            # whitens some rows by a huge factor): R of the QR of [X y] itself, whose
+            # condition is the square root of theirs, with its diagonal made positive
+            r = np.linalg.qr(xy, mode="r")
+            chol = (r * np.where(np.diagonal(r) < 0, -1.0, 1.0)[:, None]).T
         p = spec.p
         rx = chol[:p, :p]
         pwrss = float(chol[p, p] ** 2)
