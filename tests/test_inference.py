@@ -261,6 +261,8 @@ def test_bootstrap_engine_choice_is_checked(fits):
 
     with pytest.raises(ValueError, match="engine"):
         bootstrap(fits["sleepstudy"], n=2, engine="fast")
+    with pytest.raises(ValueError, match="cores must be a positive integer"):
+        bootstrap(fits["sleepstudy"], n=2, cores=0)
     with pytest.raises(ValueError, match="one random-effects block"):
         bootstrap(fits["nested"], n=2, engine="compiled")
 

@@ -60,6 +60,10 @@ def _simulate(fit, rng, covs_chol, mean) -> np.ndarray:
     return y
 
 
+COMPILED_MAX_ITER = 200  # quasi-Newton iterations
+COMPILED_GTOL = 1e-5     # |gradient| of the unit-scale criterion at the stop (x max(1, |f|/1000))
+
+
 def _compiled_eligible(fit, dev) -> bool:
     """Blocks that ``bootstrap_kernel`` refits: every block on the same grouping factor
     (one block, or ``(x || g)``'s blocks: together one block with a block-diagonal lambda),
@@ -131,10 +135,6 @@ class _CompiledRefits:
         return tuple(np.concatenate([piece[i] for piece in pieces]) for i in range(5))
 
 
-COMPILED_MAX_ITER = 200  # quasi-Newton iterations
-COMPILED_GTOL = 1e-5     # |gradient| of the unit-scale criterion at the stop (x max(1, |f|/1000))
-
-
 def _general_refit(dev, blocks, y_scaled, theta0) -> list[float]:
     system = dev.system.with_response(y_scaled)
     layout = dev.layout
@@ -186,14 +186,16 @@ def bootstrap(fit, n: int = 1000, random_seed: int | None = None,
 
     ``engine``: ``"compiled"`` refits in ``bootstrap_kernel`` (one random-effects block, or
     several on one grouping factor as ``(x || g)``, with unstructured or diagonal G; all
-    cores), ``"general"`` through the fit's deviance
-    object and its optimizer (any model), ``"auto"`` the first where it applies.  Both
-    simulate the same responses from a seed, and the replicates do not depend on ``cores``
-    (threads for the compiled refits; default: every core)."""
+    cores), ``"general"`` through the fit's deviance object and its optimizer (any model),
+    ``"auto"`` the first where it applies.  Both simulate the same responses from a seed,
+    and the replicates do not depend on ``cores`` (threads for the compiled refits;
+    default: every core)."""
     if not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if engine not in ("auto", "compiled", "general"):
         raise ValueError(f"engine must be 'auto', 'compiled' or 'general', got {engine!r}")
+    if cores is not None and (not isinstance(cores, int | np.integer) or cores < 1):
+        raise ValueError(f"cores must be a positive integer (or None), got {cores!r}")
     if fit.residual_model is not None or not fit.spec.blocks:
         raise NotImplementedError("the bootstrap of fits with a residual structure (or without "
                                   "random effects) is not built yet")
@@ -204,7 +206,7 @@ def bootstrap(fit, n: int = 1000, random_seed: int | None = None,
                          "on one grouping factor, as (x || g)) with an unstructured or "
                          "diagonal G; use engine='general'")
     compiled = _CompiledRefits(dev) if eligible and engine != "general" else None
-    workers = max(1, int(cores) if cores is not None else (os.cpu_count() or 1))
+    workers = int(cores) if cores is not None else (os.cpu_count() or 1)
     pool = ThreadPoolExecutor(workers) if compiled is not None and workers > 1 else None
     rng = np.random.default_rng(random_seed)
     spec, scaling = fit.spec, dev.scaling
@@ -218,29 +220,31 @@ def bootstrap(fit, n: int = 1000, random_seed: int | None = None,
     show = progressbar and n >= 200
     chunk = max(1, min(max(n // 20, 1), 4_000_000 // max(spec.n, 1)))
     done = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        while done < n:
-            size = min(chunk, n - done)
-            Y = np.empty((size, spec.n))
-            for r in range(size):
-                Y[r] = (_simulate(fit, rng, chols, mean) - scaling.y_shift) / scaling.y_scale
-            if compiled is not None:
-                theta_s, beta_s, sigma_s, _evals, ok = compiled.run(Y, theta0, pool, workers)
-                rows[done:done + size] = _compiled_values(dev, blocks, theta_s, beta_s,
-                                                          sigma_s)
-                for r in np.flatnonzero(~ok):   # the rare stall: the general optimizer
-                    rows[done + r] = _general_refit(dev, blocks, Y[r], theta0)
-            else:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            while done < n:
+                size = min(chunk, n - done)
+                Y = np.empty((size, spec.n))
                 for r in range(size):
-                    rows[done + r] = _general_refit(dev, blocks, Y[r], theta0)
-            done += size
-            if show:
-                elapsed = time.perf_counter() - started
-                print(f"\rbootstrap {done}/{n} ({elapsed:.0f} s)", end="", file=sys.stderr,
-                      flush=True)
-    if pool is not None:
-        pool.shutdown()
+                    Y[r] = (_simulate(fit, rng, chols, mean) - scaling.y_shift) / scaling.y_scale
+                if compiled is not None:
+                    theta_s, beta_s, sigma_s, _evals, ok = compiled.run(Y, theta0, pool, workers)
+                    rows[done:done + size] = _compiled_values(dev, blocks, theta_s, beta_s,
+                                                              sigma_s)
+                    for r in np.flatnonzero(~ok):   # the rare stall: the general optimizer
+                        rows[done + r] = _general_refit(dev, blocks, Y[r], theta0)
+                else:
+                    for r in range(size):
+                        rows[done + r] = _general_refit(dev, blocks, Y[r], theta0)
+                done += size
+                if show:
+                    elapsed = time.perf_counter() - started
+                    print(f"\rbootstrap {done}/{n} ({elapsed:.0f} s)", end="", file=sys.stderr,
+                          flush=True)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if show:
         print(file=sys.stderr)
     return pd.DataFrame(rows, columns=replicate_names(fit))
