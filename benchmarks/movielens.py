@@ -32,8 +32,10 @@ def simulate(n_ratings: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     activity = rng.lognormal(0.0, 1.1, N_USERS)
     counts = 20 + np.floor(activity / activity.sum() * (n_ratings - 20 * N_USERS)).astype(int)
-    counts[: n_ratings - counts.sum()] += 1                  # exactly n_ratings in all
-    counts = np.minimum(counts, N_MOVIES)
+    counts = np.minimum(counts, N_MOVIES)                    # nobody rates a movie twice
+    while counts.sum() < n_ratings:                          # exactly n_ratings in all
+        room = np.flatnonzero(counts < N_MOVIES)
+        counts[room[: n_ratings - counts.sum()]] += 1
     popularity = 1.0 / np.arange(1, N_MOVIES + 1) ** 0.9
     popularity /= popularity.sum()
     users = np.repeat(np.arange(N_USERS), counts)
