@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+from _common import blas_info
 
 import bayeslmm
 
@@ -61,12 +62,8 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--brms", action="store_true")
     args = parser.parse_args()
-    from threadpoolctl import threadpool_info
-
-    blas = "; ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
-                     for i in threadpool_info() if i.get("user_api") == "blas")
     print(f"kb07-shaped, {args.chains} chains x {args.draws} draws (tune {args.draws}); "
-          f"BLAS: {blas}")
+          f"BLAS: {blas_info()}")
     print(f"{'sampler':34s} {'wall s':>8s} {'min ESS':>8s} {'ESS/s':>7s} {'div':>5s} "
           f"{'R-hat':>6s}")
     row = ours(args.draws, args.chains)

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from threadpoolctl import threadpool_info
+from _common import blas_info
 
 import bayeslmm
 from bayeslmm.bayes import Normal
@@ -72,10 +72,7 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=10_000)
     parser.add_argument("--r-boot", type=int, default=1000)
     args = parser.parse_args()
-    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
-                     f"{i.get('num_threads')} threads)"
-                     for i in threadpool_info() if i.get("user_api") == "blas")
-    print(f"BLAS: {blas}")
+    print(f"BLAS: {blas_info()}")
     mine = ours(args.boot)
     peer = {}
     if not args.no_r:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_info
+from _common import blas_info
 
 import bayeslmm
 
@@ -107,10 +107,7 @@ def main() -> None:
     parser.add_argument("--gls-max-rows", type=int, default=10_000,
                         help="run gls only on data sets up to this many rows")
     args = parser.parse_args()
-    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} "
-                     f"({i.get('architecture')}, {i.get('num_threads')} threads)"
-                     for i in threadpool_info() if i.get("user_api") == "blas")
-    print(f"BLAS: {blas}")
+    print(f"BLAS: {blas_info()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (n_sub, n_vis) in SHAPES.items():

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_info
+from _common import blas_info
 
 import bayeslmm
 
@@ -54,10 +54,7 @@ def main() -> None:
     parser.add_argument("--ratings", type=int, default=N_RATINGS)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} "
-                     f"({i.get('architecture')}, {i.get('num_threads')} threads)"
-                     for i in threadpool_info() if i.get("user_api") == "blas")
-    print(f"BLAS: {blas}")
+    print(f"BLAS: {blas_info()}")
     start = time.perf_counter()
     data = simulate(args.ratings, args.seed)
     print(f"simulated {len(data):,} ratings, {data['user'].nunique():,} users x "

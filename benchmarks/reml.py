@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _common import blas_info
 
 import bayeslmm
 from bayeslmm.datasets import load
@@ -103,14 +104,6 @@ def time_ours(dataset: str, formula: str, method: str, repeats: int):
             fit = bayeslmm.fit(formula, data, method=method)
             times.append(time.perf_counter() - start)
     return float(np.median(times)), fit.criterion, fit.n_evals
-
-
-def blas_info() -> str:
-    from threadpoolctl import threadpool_info
-
-    return "; ".join(f"{i.get('internal_api')} {i.get('version')} "
-                     f"({i.get('architecture')}, {i.get('num_threads')} threads)"
-                     for i in threadpool_info() if i.get("user_api") == "blas")
 
 
 def time_lme4(cases, repeats: int) -> dict:
