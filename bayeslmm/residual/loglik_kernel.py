@@ -51,6 +51,27 @@ class KernelLayout:
                    max(int(np.diff(pattern_start).max()), 1))
 
 
+@njit(cache=True, nogil=True)
+def _pattern_cholesky(cov, pattern_pos, s0, m, chol):
+    """Lower Cholesky factor (into ``chol[:m, :m]``) of ``cov`` at one pattern's occasions
+    ``pattern_pos[s0:s0 + m]``: its log|L| (half the log determinant), or inf where the
+    matrix is not positive definite."""
+    logdet = 0.0
+    for i in range(m):
+        for j in range(i + 1):
+            acc = cov[pattern_pos[s0 + i], pattern_pos[s0 + j]]
+            for k in range(j):
+                acc -= chol[i, k] * chol[j, k]
+            if i == j:
+                if acc <= 0.0:
+                    return np.inf
+                chol[i, i] = np.sqrt(acc)
+                logdet += np.log(chol[i, i])
+            else:
+                chol[i, j] = acc / chol[j, j]
+    return logdet
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def occasion_logp_kernel(e, sigma_full, rows, group_start, group_pattern, pattern_pos,
                          pattern_start, pattern_count, max_size):
@@ -68,20 +89,9 @@ def occasion_logp_kernel(e, sigma_full, rows, group_start, group_pattern, patter
     for u in range(n_pat):
         s0 = pattern_start[u]
         m = pattern_start[u + 1] - s0
-        for i in range(m):
-            for j in range(i + 1):
-                acc = sigma_full[pattern_pos[s0 + i], pattern_pos[s0 + j]]
-                for k in range(j):
-                    acc -= chol[i, k] * chol[j, k]
-                if i == j:
-                    if acc <= 0.0:
-                        return -np.inf, grad_e, grad_s
-                    chol[i, i] = np.sqrt(acc)
-                else:
-                    chol[i, j] = acc / chol[j, j]
-        logdet = 0.0
-        for i in range(m):
-            logdet += np.log(chol[i, i])
+        logdet = _pattern_cholesky(sigma_full, pattern_pos, s0, m, chol)
+        if not np.isfinite(logdet):
+            return -np.inf, grad_e, grad_s
         value -= pattern_count[u] * logdet
         for c in range(m):  # columns of W = L^-1 by forward substitution
             for i in range(m):
@@ -146,21 +156,8 @@ def occasion_group_logp(E, covs, rows, group_start, group_pattern, pattern_pos, 
         for u in range(n_pat):
             s0 = pattern_start[u]
             m = pattern_start[u + 1] - s0
-            ld = 0.0
-            for i in range(m):
-                for j in range(i + 1):
-                    acc = covs[d, pattern_pos[s0 + i], pattern_pos[s0 + j]]
-                    for k in range(j):
-                        acc -= chol[u, i, k] * chol[u, j, k]
-                    if i == j:
-                        if acc <= 0.0:
-                            ok = False
-                            acc = 1.0
-                        chol[u, i, i] = np.sqrt(acc)
-                        ld += np.log(chol[u, i, i])
-                    else:
-                        chol[u, i, j] = acc / chol[u, j, j]
-            logdet[u] = ld
+            logdet[u] = _pattern_cholesky(covs[d], pattern_pos, s0, m, chol[u])
+            ok = ok and np.isfinite(logdet[u])
         for g in range(n_groups):
             if not ok:
                 out[d, g] = -np.inf
