@@ -35,18 +35,24 @@ def replicate_names(fit) -> list[str]:
     return names + ["sigma"]
 
 
-def _values(fit_like, blocks) -> list[float]:
-    out = list(fit_like.beta)
-    sigma = fit_like.sigma
-    for block, lam in zip(blocks, fit_like.lambdas, strict=True):
-        cov = sigma**2 * lam @ lam.T
-        sd = np.sqrt(np.diag(cov))
-        out += list(sd)
+def _parameter_rows(blocks, beta: np.ndarray, sigma: np.ndarray,
+                    lambdas: list[np.ndarray]) -> np.ndarray:
+    """Rows named by ``replicate_names`` from (r, p) fixed effects, (r,) sigmas and per block
+    (r, q, q) relative factors, all in the data's units: b, then per block its SDs and
+    correlations (of G = sigma^2 lambda lambda'), then sigma."""
+    out = [beta]
+    for block, lam in zip(blocks, lambdas, strict=True):
+        cov = sigma[:, None, None] ** 2 * np.einsum("rab,rcb->rac", lam, lam)
+        sd = np.sqrt(np.einsum("raa->ra", cov))
+        out.append(sd)
         if block.correlated:
             for a in range(block.q):
                 for b in range(a + 1, block.q):
-                    out.append(cov[a, b] / (sd[a] * sd[b]) if sd[a] * sd[b] > 0 else np.nan)
-    return out + [sigma]
+                    denom = sd[:, a] * sd[:, b]
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        out.append(np.where(denom > 0, cov[:, a, b] / denom, np.nan)[:, None])
+    out.append(sigma[:, None])
+    return np.hstack(out)
 
 
 def _simulate(fit, rng, covs_chol, mean) -> np.ndarray:
@@ -135,7 +141,7 @@ class _CompiledRefits:
         return tuple(np.concatenate([piece[i] for piece in pieces]) for i in range(5))
 
 
-def _general_refit(dev, blocks, y_scaled, theta0) -> list[float]:
+def _general_refit(dev, blocks, y_scaled, theta0) -> np.ndarray:
     system = dev.system.with_response(y_scaled)
     layout = dev.layout
     theta, _v, _ok, _msg = minimize_deviance(
@@ -144,18 +150,19 @@ def _general_refit(dev, blocks, y_scaled, theta0) -> list[float]:
     theta = np.where(layout.diagonal, np.maximum(theta, 0.0), theta)
     replica = copy.copy(dev)
     replica.system = system
-    return _values(replica.estimates(theta_scaled=theta), blocks)
+    est = replica.estimates(theta_scaled=theta)
+    return _parameter_rows(blocks, est.beta[None, :], np.array([est.sigma]),
+                           [lam[None] for lam in est.lambdas])[0]
 
 
 def _compiled_values(dev, blocks, theta_s, beta_s, sigma_s) -> np.ndarray:
-    """Rows of ``_values`` from the kernel's unit-scale results (vectorized maps back)."""
+    """``_parameter_rows`` of the kernel's unit-scale results (vectorized maps back)."""
     scaling = dev.scaling
     # einsum, not a BLAS product: a replicate's row does not depend on the chunk's size
     beta = scaling.y_scale * np.einsum("rj,ij->ri", beta_s, scaling.beta_map())
     if scaling.intercept is not None:
         beta[:, scaling.intercept] += scaling.y_shift
-    sigma = scaling.y_scale * sigma_s
-    out = [beta]
+    lambdas = []
     layout = dev.layout
     for block, sl, structure, k in zip(blocks, layout.slices, layout.structures, dev.order,
                                        strict=True):
@@ -165,18 +172,8 @@ def _compiled_values(dev, blocks, theta_s, beta_s, sigma_s) -> np.ndarray:
         else:
             idx = np.arange(block.q)
             lam[:, idx, idx] = theta_s[:, sl]
-        lam = lam / scaling.block_scale(k)[None, :, None]
-        cov = sigma[:, None, None] ** 2 * np.einsum("rab,rcb->rac", lam, lam)
-        sd = np.sqrt(np.einsum("raa->ra", cov))
-        out.append(sd)
-        if block.correlated:
-            for a in range(block.q):
-                for b in range(a + 1, block.q):
-                    denom = sd[:, a] * sd[:, b]
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        out.append(np.where(denom > 0, cov[:, a, b] / denom, np.nan)[:, None])
-    out.append(sigma[:, None])
-    return np.hstack(out)
+        lambdas.append(lam / scaling.block_scale(k)[None, :, None])
+    return _parameter_rows(blocks, beta, scaling.y_scale * sigma_s, lambdas)
 
 
 def bootstrap(fit, n: int = 1000, random_seed: int | None = None,
