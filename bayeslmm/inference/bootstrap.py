@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.minimize import SINGULAR_TOLERANCE, minimize_deviance
+from ..core.statistics import StatisticsAccumulator
 from .varpar import deviance_of
 
 __all__ = ["bootstrap", "replicate_names"]
@@ -96,20 +97,14 @@ class _CompiledRefits:
                                           dtype=float)
         q = self.zcols.shape[1]
         self.X = np.ascontiguousarray(scaled.X, dtype=float)
-
-        def per_level(u, v):
-            return np.bincount(self.codes, weights=u * v, minlength=m)
-
-        self.A = np.zeros((m, q, q))
-        for a in range(q):
-            for b in range(a + 1):
-                self.A[:, a, b] = self.A[:, b, a] = per_level(self.zcols[:, a],
-                                                              self.zcols[:, b])
-        self.B = np.zeros((m, q, p))
-        for a in range(q):
-            for col in range(p):
-                self.B[:, a, col] = per_level(self.zcols[:, a], self.X[:, col])
-        self.XtX = self.X.T @ self.X
+        # the core's statistics of the merged block (the response's parts are per replicate)
+        acc = StatisticsAccumulator([(m, q)], p)
+        acc.add([self.codes], [self.zcols], self.X, np.zeros(scaled.n))
+        stats = acc.result()
+        self.A = np.ascontiguousarray(stats.first)
+        self.B = np.ascontiguousarray(
+            stats.cross[:p].toarray().reshape(p, m, q).transpose(1, 2, 0))   # Z_j'X
+        self.XtX = np.ascontiguousarray(stats.rest[:p, :p])
         rows, cols, offset = [], [], 0
         for structure in dev.layout.structures:
             if structure.kind == "us":
