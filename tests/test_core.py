@@ -97,3 +97,64 @@ def test_deviance_object_is_lme4s_criterion_at_lme4s_theta():
         warnings.simplefilter("ignore")
         fit = fit_reml(dev.spec, deviance=dev)
     assert fit.criterion <= ref["criterion"] + 1e-8
+
+
+@pytest.mark.parametrize("formula", [
+    "y ~ x + (1 | g) + (1 | h)",            # q1 = 1, scalar rest: dsyrk + lower triangle
+    "y ~ x + (x | g) + (1 | h)",            # q1 = 2: dgemm
+    "y ~ x + (1 | g) + (x | h)",            # a q = 2 rest block: both triangles
+])
+@pytest.mark.parametrize("divisor", [1e9, 4, 1e-9])  # all heavy, split, all light
+def test_sparse_schur_split_equals_dense_products(formula, divisor, monkeypatch):
+    """S = R'R - C W C' on the sparse path, with the first block's levels split into dense
+    (BLAS) and scattered ones (on threads) in any proportion, equals the dense path's numpy
+    product."""
+    from bayeslmm.core import schur_kernel
+    from bayeslmm.core.cholesky import BlockedSystem
+
+    rng = np.random.default_rng(3)
+    n = 600
+    g = np.minimum(rng.geometric(0.02, n), 150)  # skewed: some levels heavy, some light
+    h = rng.integers(0, 50, n)
+    data = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                         "g": g.astype(str), "h": h.astype(str)})
+    spec = build_spec(formula, data)
+    dense = BlockedSystem(spec)
+    assert dense.use_dense
+    monkeypatch.setattr(BlockedSystem, "DENSE_FLOPS", 0.0)
+    monkeypatch.setattr(schur_kernel, "DENSE_LEVEL_DIVISOR", divisor)
+    monkeypatch.setattr(schur_kernel, "THREADED_WORK", 0)  # threads split the scattered rows
+    sparse = BlockedSystem(spec)
+    assert not sparse.use_dense
+    n_heavy = sparse.sparse_parts.heavy.size
+    assert n_heavy == {1e9: sparse.m1, 1e-9: 0}.get(divisor, n_heavy)
+    if divisor == 4:
+        assert 0 < n_heavy < sparse.m1
+    if n_heavy < sparse.m1:
+        assert sparse.sparse_parts.row_splits.size > 2
+    theta = rng.uniform(0.3, 1.2, sparse.layout.size)
+    lam1 = sparse.layout.lambdas(theta)[0]
+    weights, _ = sparse._weights_first(lam1)
+    want = np.tril(dense._schur(weights))
+    got = np.tril(sparse._schur(weights))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+    assert sparse.objective(theta, True) == pytest.approx(dense.objective(theta, True),
+                                                          rel=1e-12)
+
+
+@pytest.mark.parametrize("case, dataset", [("penicillin_reml", "penicillin"),
+                                           ("radon_reml", "radon")])
+def test_moment_start_is_near_lme4s_theta(case, dataset):
+    """The approximate-EM start (big scalar-block models start there) lands within 12% of
+    lme4's REML theta on crossed and one-way data (lambda = I is 35-130% off)."""
+    from bayeslmm.core.moment_start import moment_start
+
+    from .conftest import load_case
+
+    ref = load_case(case)
+    dev = Deviance(build_spec(ref["formula"], load(dataset)), reml=True)
+    theta = dev.unscaled_theta(moment_start(dev.scaling.scaled, dev.order))
+    want = np.array(list(ref["theta"].values()))
+    np.testing.assert_allclose(theta, want, rtol=0.12)
+    assert moment_start(build_spec("Reaction ~ Days + (Days | Subject)",
+                                   load("sleepstudy")), [0]) is None  # q = 2: not scalar

@@ -96,9 +96,9 @@ class BlockedSystem:
             # level-major copy for one batched matmul per evaluation: (m1, r, q1)
             self._cross_c_levels = np.ascontiguousarray(self.cross_c_dense.transpose(1, 0, 2))
         else:  # numba (0.4 s to import) only for problems big enough to need it
-            from .schur_kernel import level_structure
+            from .schur_kernel import SparseSchurParts
 
-            self.levels_c = level_structure(self.cross_c, self.m1, self.q1)
+            self.sparse_parts = SparseSchurParts(self.cross_c, self.m1, self.q1)
         self._rest_q = [b.q for b in rest]
         self._rest_m = [b.n_levels for b in rest]
         self.rest_all_scalar = all(q == 1 for q in self._rest_q)
@@ -135,9 +135,9 @@ class BlockedSystem:
             out._cross_c_2d = dense.reshape(self.r, -1)
             out._cross_c_levels = np.ascontiguousarray(dense.transpose(1, 0, 2))
         else:
-            from .schur_kernel import level_structure
+            from .schur_kernel import SparseSchurParts
 
-            out.levels_c = level_structure(out.cross_c, self.m1, self.q1)
+            out.sparse_parts = SparseSchurParts(out.cross_c, self.m1, self.q1)
         return out
 
     # -- one evaluation ------------------------------------------------------------------
@@ -183,11 +183,7 @@ class BlockedSystem:
             else:  # cw[i, j] = C[i, j] @ W_j, as (m1, r, q1) @ (m1, q1, q1)
                 cw = np.matmul(self._cross_c_levels, weights).transpose(1, 0, 2)
             return self.cross_rest - cw.reshape(self.r, -1) @ self._cross_c_2d.T
-        from .schur_kernel import schur_lower_update
-
-        pointers, rows, values = self.levels_c
-        lower = schur_lower_update(self.cross_rest.copy(), pointers, rows, values,
-                                   np.ascontiguousarray(weights))
+        lower = self.sparse_parts.subtract(self.cross_rest.copy(), weights)
         if self.rest_all_scalar:  # the diagonal scaling below keeps the lower triangle
             return lower
         # Lt' S Lt mixes rows and columns: it needs both triangles (issue 10: a q >= 2 block

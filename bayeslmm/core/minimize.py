@@ -83,14 +83,15 @@ def _probe(objective, theta: np.ndarray, value: float, lower: np.ndarray):
 
 
 def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals: int,
-                      reflections=None):
+                      reflections=None, initial_step: float = INITIAL_STEP):
     """Minimize ``objective`` over theta >= lower: (theta, value, converged, message).
 
     BOBYQA; then axis probes around its optimum (``_probe``), and while a probe improves
     the criterion by more than ``RESTART_GAIN``, BOBYQA again from there.  Where a
     diagonal entry ends on its bound, ``reflections(theta)`` gives the points with the same
     G on the other branch (``ThetaLayout.reflections``); BOBYQA runs from each of them too
-    and the best optimum wins."""
+    and the best optimum wins.  ``initial_step`` is BOBYQA's first trust radius (smaller
+    from a start near the optimum, ``core/moment_start.py``)."""
     try:
         import nlopt  # noqa: F401
     except ImportError:  # pragma: no cover - nlopt is a declared dependency
@@ -106,7 +107,7 @@ def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals
         used[0] += 1
         return objective(theta)
 
-    theta, value, converged, message = _bobyqa(counted, start, lower, max_evals, INITIAL_STEP)
+    theta, value, converged, message = _bobyqa(counted, start, lower, max_evals, initial_step)
     for _ in range(MAX_RESTARTS):
         if not converged or used[0] >= max_evals or not np.isfinite(value):
             break

@@ -3,6 +3,10 @@
 The optimizer is BOBYQA (Powell's bounded quadratic-model method, through nlopt), the
 derivative-free method lme4 uses by default ("nloptwrap"), on the unit-scale data
 (``core/scaling.py``) from lambda = I, with tighter tolerances than lme4's defaults.
+Where every block is scalar and the system is big enough for the sparse path
+(``BlockedSystem.use_dense`` False), it starts instead from an approximate-EM estimate near the
+optimum (``core/moment_start.py``) with a first trust radius of ``MOMENT_START_STEP``:
+MovieLens-1M shape 54 -> 23 evaluations, InstEval 108 -> ~40.
 
 A reliable stop: BOBYQA's quadratic model is built from its first steps, and a small first
 trust radius on a criterion whose optimum lies on the boundary (theta_ii = 0) let it stop
@@ -23,17 +27,22 @@ import time
 import numpy as np
 
 from ..core.minimize import (
+    INITIAL_STEP,
     SINGULAR_TOLERANCE,
     minimize_deviance,
     warn_if_singular,
     warn_not_converged,
 )
+from ..core.moment_start import moment_start
 from ..core.threads import blas_threads_for
 from ..spec import ModelSpec
 from .deviance import Deviance
 from .result import RemlFit
 
 __all__ = ["fit_reml", "minimize_deviance", "SINGULAR_TOLERANCE"]
+
+MOMENT_START_STEP = 0.1  # BOBYQA's first trust radius from the approximate-EM start,
+#                          relative to the largest theta there
 
 
 def fit_reml(
@@ -66,8 +75,14 @@ def fit_reml(
     if deviance is None or deviance.reml != bool(reml) or deviance.spec is not spec:
         deviance = Deviance(spec, reml=reml)
     layout = deviance.layout
-    if start is None:
-        theta0 = layout.initial.copy()
+    step = INITIAL_STEP
+    if start is None:  # the moment start only pays where evaluations are expensive
+        theta0 = (None if deviance.system.use_dense else
+                  moment_start(deviance.scaling.scaled, deviance.order))
+        if theta0 is None:
+            theta0 = layout.initial.copy()
+        else:
+            step = MOMENT_START_STEP * max(1e-2, float(np.max(theta0)))
     else:
         start = np.asarray(start, dtype=float)
         if start.shape != (layout.size,):
@@ -78,7 +93,8 @@ def fit_reml(
     with blas_threads_for(deviance.system.r):
         theta_s, _value, converged, message = minimize_deviance(
             deviance.scaled_objective, theta0, layout.lower, max_evals,
-            reflections=lambda theta: layout.reflections(theta, SINGULAR_TOLERANCE))
+            reflections=lambda theta: layout.reflections(theta, SINGULAR_TOLERANCE),
+            initial_step=step)
         theta_s = np.where(layout.diagonal, np.maximum(theta_s, 0.0), theta_s)
         est = deviance.estimates(theta_scaled=theta_s)
     singular = warn_if_singular(layout, theta_s, stacklevel=3)
