@@ -140,6 +140,16 @@ def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str
     return X[:, keep], [n for n, k in zip(names, keep, strict=True) if k], dropped
 
 
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, by hashing first: only the distinct
+    values are sorted (a million string labels: ~0.1 s instead of ~1.5 s)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if codes.size and codes.min() < 0:  # missing labels: np.unique's own handling
+        return np.unique(values, return_inverse=True)
+    uniques, inverse = np.unique(np.asarray(uniques), return_inverse=True)
+    return uniques, inverse[codes]
+
+
 def _grouping(frame: pd.DataFrame, names: tuple[str, ...]
               ) -> tuple[np.ndarray, list[str], GroupingKey]:
     """Level codes, labels and the by-value key of the (interaction of the) grouping
@@ -153,20 +163,22 @@ def _grouping(frame: pd.DataFrame, names: tuple[str, ...]
             labels = [str(c) for c in column.cat.categories]
             index = pd.Index(labels, dtype=object)
         else:
-            uniques, codes = np.unique(column.to_numpy(), return_inverse=True)
+            uniques, codes = _sorted_codes(column.to_numpy())
             labels = level_text(uniques)
             index = pd.Index(uniques)
         parts_codes.append(np.asarray(codes, dtype=np.int64))
         parts_labels.append(labels)
         parts_index.append(index)
+    if len(names) == 1:  # every level is present
+        key = GroupingKey(tuple(names), parts_index, parts_labels,
+                          np.arange(len(parts_labels[0]), dtype=np.int64))
+        return parts_codes[0].astype(np.intp), parts_labels[0], key
     combined = np.zeros(len(frame), dtype=np.int64)
     for codes, labels in zip(parts_codes, parts_labels, strict=True):
         combined = combined * len(labels) + codes
     # interaction: combinations present, ordered with the first factor varying slowest
     present, codes = np.unique(combined, return_inverse=True)
     key = GroupingKey(tuple(names), parts_index, parts_labels, present)
-    if len(names) == 1:
-        return parts_codes[0].astype(np.intp), parts_labels[0], key
     labels = []
     for value in present:
         pieces = []

@@ -135,11 +135,22 @@ def test_sparse_schur_split_equals_dense_products(formula, divisor, monkeypatch)
     theta = rng.uniform(0.3, 1.2, sparse.layout.size)
     lam1 = sparse.layout.lambdas(theta)[0]
     weights, _ = sparse._weights_first(lam1)
-    want = np.tril(dense._schur(weights))
+    want = dense._schur(weights)
+    if sparse.rest_perm is not None:  # the sparse path holds rest levels reordered
+        want = want[np.ix_(sparse.rest_perm, sparse.rest_perm)]
+    want = np.tril(want)
     got = np.tril(sparse._schur(weights))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
     assert sparse.objective(theta, True) == pytest.approx(dense.objective(theta, True),
                                                           rel=1e-12)
+    beta_s, modes_s = sparse.solve(sparse.factorize(theta))  # estimates in engine order
+    beta_d, modes_d = dense.solve(dense.factorize(theta))
+    np.testing.assert_allclose(beta_s, beta_d, rtol=1e-9)
+    for got_k, want_k in zip(modes_s, modes_d, strict=True):
+        np.testing.assert_allclose(got_k, want_k, rtol=1e-8, atol=1e-10)
+    y_new = rng.normal(size=n)  # the bootstrap's refits swap the response
+    assert sparse.with_response(y_new).objective(theta, True) == pytest.approx(
+        dense.with_response(y_new).objective(theta, True), rel=1e-12)
 
 
 @pytest.mark.parametrize("case, dataset", [("penicillin_reml", "penicillin"),

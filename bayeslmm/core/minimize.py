@@ -31,7 +31,8 @@ MAX_RESTARTS = 4
 FTOL_REL = 1e-14  # 1e-13 stopped 1e-6 short of the optimum in a flat valley (insteval_catslope)
 
 
-def _bobyqa(objective, start: np.ndarray, lower: np.ndarray, max_evals: int, step: float):
+def _bobyqa(objective, start: np.ndarray, lower: np.ndarray, max_evals: int, step: float,
+            xtol_rel: float = XTOL_REL):
     """One BOBYQA run: (theta, value, converged, message)."""
     import nlopt
 
@@ -46,7 +47,7 @@ def _bobyqa(objective, start: np.ndarray, lower: np.ndarray, max_evals: int, ste
     opt = nlopt.opt(nlopt.LN_BOBYQA, start.size)
     opt.set_min_objective(wrapped)
     opt.set_lower_bounds(lower)
-    opt.set_xtol_rel(XTOL_REL)
+    opt.set_xtol_rel(xtol_rel)
     opt.set_xtol_abs(1e-10)
     opt.set_ftol_rel(FTOL_REL)
     opt.set_ftol_abs(1e-12)
@@ -83,7 +84,8 @@ def _probe(objective, theta: np.ndarray, value: float, lower: np.ndarray):
 
 
 def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals: int,
-                      reflections=None, initial_step: float = INITIAL_STEP):
+                      reflections=None, initial_step: float = INITIAL_STEP,
+                      xtol_rel: float = XTOL_REL):
     """Minimize ``objective`` over theta >= lower: (theta, value, converged, message).
 
     BOBYQA; then axis probes around its optimum (``_probe``), and while a probe improves
@@ -107,7 +109,8 @@ def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals
         used[0] += 1
         return objective(theta)
 
-    theta, value, converged, message = _bobyqa(counted, start, lower, max_evals, initial_step)
+    theta, value, converged, message = _bobyqa(counted, start, lower, max_evals, initial_step,
+                                               xtol_rel)
     for _ in range(MAX_RESTARTS):
         if not converged or used[0] >= max_evals or not np.isfinite(value):
             break
@@ -115,7 +118,8 @@ def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals
         if probe_value >= value - RESTART_GAIN:
             break
         again, again_value, ok, again_message = _bobyqa(counted, probe, lower,
-                                                        max_evals - used[0], RESTART_STEP)
+                                                        max_evals - used[0], RESTART_STEP,
+                                                        xtol_rel)
         if again_value < probe_value:
             theta, value, converged, message = again, again_value, ok, again_message
         else:

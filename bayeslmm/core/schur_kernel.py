@@ -75,6 +75,20 @@ def schur_lower_update(schur, pointers, rows, values, weights, row_lo,
     return schur
 
 
+@njit(cache=True, nogil=True)
+def scaled_lower_copy(source, scale, n_unit, out):  # pragma: no cover - jit
+    """out[a, b] = scale[a] source[a, b] scale[b] for b <= a, plus 1 on the first
+    ``n_unit`` diagonal entries: D R'R D + diag(I, 0) in one pass over the lower triangle."""
+    r = source.shape[0]
+    for a in range(r):
+        sa = scale[a]
+        for b in range(a + 1):
+            out[a, b] = sa * source[a, b] * scale[b]
+        if a < n_unit:
+            out[a, a] += 1.0
+    return out
+
+
 def level_structure(cross, n_levels: int, q: int, skip: np.ndarray | None = None):
     """Regroup the sparse r x (n_levels*q) matrix C by level of the first block.
 
@@ -144,9 +158,13 @@ class SparseSchurParts:
         inner = np.searchsorted(cumulative, total * np.arange(1, threads) / threads)
         return np.unique(np.concatenate([[0], inner, [r]])).astype(np.int64)
 
-    def subtract(self, schur: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """S - C W C' for C-contiguous symmetric ``schur`` (updated in place)."""
+    def subtract(self, schur: np.ndarray, weights: np.ndarray,
+                 row_scale: np.ndarray | None = None) -> np.ndarray:
+        """S - C W C' for C-contiguous symmetric ``schur`` (updated in place); with
+        ``row_scale`` D, S - (D C) W (D C)'."""
         pointers, rows, values = self.light
+        if row_scale is not None:
+            values = values * row_scale[rows][:, None]
         if rows.size:
             weights_c = np.ascontiguousarray(weights)
             splits = self.row_splits
@@ -165,8 +183,11 @@ class SparseSchurParts:
         w = weights[self.heavy]
         if self.q == 1:  # C_H diag(w) C_H' = G G', G = C_H sqrt(w); fills S's lower triangle
             scaled = self.dense * np.sqrt(np.maximum(w[:, 0, 0], 0.0))[:, None]
+            if row_scale is not None:
+                scaled *= row_scale[None, :]
             return dsyrk(-1.0, scaled.T, 1.0, schur.T, trans=0, lower=0, overwrite_c=1).T
         # q > 1: (C_H W_H) C_H' with W_H block diagonal, as one matrix product
-        dense = self.dense.reshape(self.heavy.size, self.q, -1)
-        scaled = np.einsum("jab,jbr->jar", w, dense).reshape(self.dense.shape)
-        return dgemm(-1.0, scaled.T, self.dense.T, 1.0, schur.T, trans_b=1, overwrite_c=1).T
+        dense = self.dense if row_scale is None else self.dense * row_scale[None, :]
+        scaled = np.einsum("jab,jbr->jar", w, dense.reshape(self.heavy.size, self.q, -1))
+        scaled = scaled.reshape(dense.shape)
+        return dgemm(-1.0, scaled.T, dense.T, 1.0, schur.T, trans_b=1, overwrite_c=1).T

@@ -92,7 +92,9 @@ class StatisticsAccumulator:
         if parts:
             z_rest = sp.hstack(parts, format="csr")
             rz = z_rest.shape[1]
-            self.rest[:rz, :rz] += (z_rest.T @ z_rest).toarray()
+            zz = (z_rest.T @ z_rest).tocoo()  # often far from dense: add its entries only
+            zz.sum_duplicates()
+            self.rest[zz.row, zz.col] += zz.data
             zxy = np.asarray(z_rest.T @ xy)
             self.rest[:rz, rz:] += zxy
             self.rest[rz:, :rz] += zxy.T
