@@ -6,7 +6,7 @@ derivative-free method lme4 uses by default ("nloptwrap"), on the unit-scale dat
 Where every block is scalar and the system is big enough for the sparse path
 (``BlockedSystem.use_dense`` False), it starts instead from an approximate-EM estimate near the
 optimum (``core/moment_start.py``) with a first trust radius of ``MOMENT_START_STEP``:
-MovieLens-1M shape 54 -> 23 evaluations, InstEval 108 -> ~40.
+MovieLens-1M shape 54 -> 26 evaluations, InstEval 108 -> ~40.
 
 A reliable stop: BOBYQA's quadratic model is built from its first steps, and a small first
 trust radius on a criterion whose optimum lies on the boundary (theta_ii = 0) let it stop
