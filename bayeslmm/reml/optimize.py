@@ -84,7 +84,7 @@ def fit_reml(
     if start is None:  # the moment start only pays where evaluations are expensive
         theta0 = (None if deviance.system.use_dense else
                   moment_start(deviance.scaling.scaled, deviance.order))
-        if theta0 is None:
+        if theta0 is None or theta0.shape != (layout.size,):  # one theta per block only
             theta0 = layout.initial.copy()
         else:
             step = MOMENT_START_STEP * max(1e-2, float(np.max(theta0)))
