@@ -48,7 +48,8 @@ class Factorization:
 
     theta: np.ndarray
     lambdas: list[np.ndarray]
-    chol_rest: np.ndarray    # (r, r): Cholesky factor of the Schur complement S
+    chol_rest: np.ndarray    # (r, r): Cholesky factor of the Schur complement S (rows in
+    #                          the system's held order: ``BlockedSystem.rest_perm``)
     logdet_z: float          # log|L_ZZ|^2
     logdet_x: float          # log|R_X|^2
     pwrss: float             # r^2, penalized weighted residual sum of squares
