@@ -131,29 +131,45 @@ AGREEMENT = [
 ]
 
 
+def _kurtosis(fit, index) -> pd.Series:
+    """Each parameter's posterior kurtosis (3 for a normal; 3 where undefined)."""
+    import arviz as az
+    from scipy.stats import kurtosis
+
+    with warnings.catch_warnings():  # constant entries (a correlation's diagonal)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = az.summary(fit.posterior, extend=False,
+                           stat_funcs={"kurt": lambda x: kurtosis(np.ravel(x), fisher=False)})
+    return table["kurt"].reindex(index).fillna(3.0).clip(lower=3.0)
+
+
 @pytest.mark.parametrize("dataset, formula", AGREEMENT)
 def test_marginal_and_full_samplers_agree(dataset, formula):
     """Same model, same priors: the marginal sampler (b and beta integrated out and drawn
     from their exact conditional) and the full NUTS give the same posterior.  Over ~50
     parameters, means must agree within Monte Carlo error (5 combined MCSEs, floored at 2% of
     a posterior SD), and every posterior SD (random effects included) within 4 standard
-    errors of an SD estimate, sqrt(1 / (2 ESS)) relative each, floored at 10%."""
+    errors of an SD estimate, sqrt((kurtosis - 1) / (4 ESS)) relative each, floored at 10%."""
     data = load(dataset)
     model = Model(formula, data)
     kwargs = dict(draws=1000, tune=1000, chains=4, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        marginal = model.fit(sampler="marginal", random_seed=1, **kwargs).summary(
-            include_random=True)
-        full = model.fit(sampler="full", random_seed=2, **kwargs).summary(include_random=True)
-    full = full.loc[marginal.index]
+        marginal_fit = model.fit(sampler="marginal", random_seed=1, **kwargs)
+        full_fit = model.fit(sampler="full", random_seed=2, **kwargs)
+    marginal = marginal_fit.summary(include_random=True)
+    full = full_fit.summary(include_random=True).loc[marginal.index]
     mcse = np.sqrt(marginal["mcse_mean"] ** 2 + full["mcse_mean"] ** 2)
     tolerance = np.maximum(5 * mcse, 0.02 * full["sd"])
     diff = (marginal["mean"] - full["mean"]).abs()
     assert (diff <= tolerance).all(), pd.DataFrame({"diff": diff, "tol": tolerance})[
         diff > tolerance]
-    sd_rtol = np.maximum(4 * np.sqrt(1 / (2 * marginal["ess_bulk"]) + 1 / (2 * full["ess_bulk"])),
-                         0.1)
+    # relative SE of a sample SD: sqrt((kurtosis - 1) / (4 ESS)), each sampler's own kurtosis
+    # (the random effects' posteriors are heavy tailed: kurtosis 3.1-7.9 on orthodont, where
+    # the normal-theory 1 / (2 ESS) made a 4.1-SE difference of one of 62 SDs fail)
+    var_m = (_kurtosis(marginal_fit, marginal.index) - 1) / (4 * marginal["ess_bulk"])
+    var_f = (_kurtosis(full_fit, marginal.index) - 1) / (4 * full["ess_bulk"])
+    sd_rtol = np.maximum(4 * np.sqrt(var_m + var_f), 0.1)
     sd_diff = (marginal["sd"] / full["sd"] - 1).abs()
     assert (sd_diff <= sd_rtol).all(), pd.DataFrame({"rel": sd_diff, "tol": sd_rtol})[
         sd_diff > sd_rtol]
