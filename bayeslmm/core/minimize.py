@@ -93,7 +93,8 @@ def minimize_deviance(objective, start: np.ndarray, lower: np.ndarray, max_evals
     diagonal entry ends on its bound, ``reflections(theta)`` gives the points with the same
     G on the other branch (``ThetaLayout.reflections``); BOBYQA runs from each of them too
     and the best optimum wins.  ``initial_step`` is BOBYQA's first trust radius (smaller
-    from a start near the optimum, ``core/moment_start.py``)."""
+    from a start near the optimum, ``core/moment_start.py``) and ``xtol_rel`` its relative
+    step tolerance (restarts keep it)."""
     try:
         import nlopt  # noqa: F401
     except ImportError:  # pragma: no cover - nlopt is a declared dependency

@@ -31,7 +31,8 @@ FLOOR = 1e-4        # smallest theta returned (the optimizer can still reach 0)
 
 
 def applies(spec: ModelSpec) -> bool:
-    """Whether every block is scalar (one column, one theta) and y varies."""
+    """Whether every block is scalar (one column, one theta) and there are residual
+    degrees of freedom (n > p)."""
     return bool(spec.blocks) and all(b.q == 1 for b in spec.blocks) and spec.n > spec.p
 
 
