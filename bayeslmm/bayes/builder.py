@@ -25,7 +25,7 @@ from ..spec import ModelSpec, RandomBlock
 from .priors import Prior, ResolvedPriors
 
 __all__ = ["FactorTerms", "group_factors", "build_pymc_model", "build_marginal_model",
-           "build_partial_model", "public_names"]
+           "build_partial_model", "build_residual_marginal_model", "public_names"]
 
 
 RESERVED_NAMES = {"b", "sigma", "coef", "obs", "chain", "draw", "y", "row"}
@@ -130,7 +130,7 @@ def build_pymc_model(spec: ModelSpec, priors: ResolvedPriors,
 
     centered = dict(centered or {})
     groups = group_factors(spec)
-    coords = _model_coords(spec, groups)
+    coords = model_coords(spec, groups)
     if residual is not None:
         from .residual_terms import add_residual_likelihood, residual_coords
 
@@ -189,7 +189,7 @@ def _fixed_part(spec: ModelSpec, priors: ResolvedPriors):
     return mu
 
 
-def _covariance_part(group: FactorTerms, priors: ResolvedPriors, pt) -> list[tuple]:
+def covariance_part(group: FactorTerms, priors: ResolvedPriors, pt) -> list[tuple]:
     """Priors of one factor's covariance parameters: per block (block, Cholesky factor of
     G (q x q), SDs).  Registers the public ``sd_<f>`` and ``cor_<f>`` Deterministics."""
     import pymc as pm
@@ -270,7 +270,7 @@ def _factor_part(group: FactorTerms, priors: ResolvedPriors, centered: bool, pt)
     factor = group.factor
     m = len(group.levels)
     effects = []
-    for k, (block, chol, sd) in enumerate(_covariance_part(group, priors, pt)):
+    for k, (block, chol, sd) in enumerate(covariance_part(group, priors, pt)):
         q = block.q
         suffix = "" if len(group.blocks) == 1 else f"_{k}"
         if centered:
@@ -289,7 +289,7 @@ def _factor_part(group: FactorTerms, priors: ResolvedPriors, centered: bool, pt)
     return (r_all[group.codes] * columns).sum(axis=1)
 
 
-def _model_coords(spec: ModelSpec, groups: list[FactorTerms]) -> dict[str, list]:
+def model_coords(spec: ModelSpec, groups: list[FactorTerms]) -> dict[str, list]:
     coords: dict[str, list] = {"coef": list(spec.x_names), "obs": np.arange(spec.n)}
     for group in groups:
         coords[group.level_dim] = list(group.levels)
@@ -310,12 +310,12 @@ def build_partial_model(spec: ModelSpec, priors: ResolvedPriors, structure,
     from .partial_op import PartialLogp
 
     groups = group_factors(spec)
-    with pm.Model(coords=_model_coords(spec, groups)) as model:
+    with pm.Model(coords=model_coords(spec, groups)) as model:
         chol_first = None
         kept_part = 0.0
         for group in groups:
             if group.factor == structure.first.factor:
-                chol_first = _covariance_part(group, priors, pt)[0][1]
+                chol_first = covariance_part(group, priors, pt)[0][1]
             else:
                 kept_part = kept_part + _factor_part(group, priors,
                                                      centered.get(group.factor, False), pt)
@@ -335,16 +335,47 @@ def build_marginal_model(spec: ModelSpec, priors: ResolvedPriors, structure,
     from .marginal_op import MarginalLogp
 
     groups = group_factors(spec)
-    with pm.Model(coords=_model_coords(spec, groups)) as model:
+    with pm.Model(coords=model_coords(spec, groups)) as model:
         chol_of = {}
         sd_of = {}
         for group in groups:
-            for block, chol, sd in _covariance_part(group, priors, pt):
+            for block, chol, sd in covariance_part(group, priors, pt):
                 chol_of[id(block)], sd_of[id(block)] = chol, sd
         sigma = priors.sigma.pymc("sigma")
         first = structure.blocks[0]
         sd_rest = pt.stack([sd_of[id(block)][0] for block in structure.blocks[1:]]) \
             if len(structure.blocks) > 1 else pt.zeros(0)
         logp = MarginalLogp(structure, mu0, inv_scale)(chol_of[id(first)], sd_rest, sigma)[0]
+        pm.Potential("marginal_loglik", logp)
+    return model
+
+
+def build_residual_marginal_model(spec: ModelSpec, priors: ResolvedPriors, residual, marginal):
+    """PyMC model of the covariance parameters of a model with an R-side structure, beta and
+    the residual groups' random effects integrated out (``bayes/residual_marginal.py``):
+    the full model's priors and public variables but ``b`` and ``r_<f>``."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from .residual_op import ResidualMarginalLogp
+    from .residual_terms import add_residual_parameters, residual_coords
+
+    groups = group_factors(spec)
+    coords = model_coords(spec, groups)
+    coords.update(residual_coords(residual))
+    with pm.Model(coords=coords) as model:
+        g = pt.zeros((0, 0))
+        for group in groups:  # at most one factor: the residual's group
+            covs = [pt.dot(chol, chol.T) for _, chol, _ in covariance_part(group, priors, pt)]
+            q = sum(block.q for block in group.blocks)
+            g = pt.zeros((q, q))
+            at = 0
+            for block, cov in zip(group.blocks, covs, strict=True):
+                g = pt.set_subtensor(g[at:at + block.q, at:at + block.q], cov)
+                at += block.q
+        kind, cov_full = add_residual_parameters(residual, priors.residual, priors.sigma)
+        if kind != "cov":  # pragma: no cover - ResidualMarginal.unavailable refuses these
+            raise ValueError("the residual marginal sampler needs an occasion covariance")
+        logp = ResidualMarginalLogp(marginal)(cov_full, g)[0]
         pm.Potential("marginal_loglik", logp)
     return model

@@ -107,6 +107,10 @@ def theta_draws(fit) -> np.ndarray:
 def log_marginal_likelihood(fit, n_proposal: int = N_PROPOSAL,
                             random_seed: int | None = 0) -> tuple[float, float]:
     """(log p(y), its Monte Carlo SE) of a fit sampled by the marginal sampler."""
+    if fit.model.residual_model is not None:
+        raise ValueError("log_marginal_likelihood is not built for residual structures yet "
+                         "(it needs the covariance parameters' own density; see "
+                         "docs/residuals.md)")
     if fit.sampler != "marginal":
         raise ValueError(f"log_marginal_likelihood needs the marginal sampler (this fit used "
                          f"the {fit.sampler!r} one): refit with sampler='marginal'")

@@ -109,16 +109,18 @@ def unconstrained_starts(pm_model, density: CompiledDensity, points: list[dict])
 
 
 def sample_full(model, *, draws: int, tune: int, chains: int, cores: int, seed: int | None,
-                progressbar: bool, init: str, rng: np.random.Generator, **kwargs):
-    """nutpie over the full PyMC model of ``model`` (a ``bayeslmm.Model``): an
-    InferenceData with the ``posterior`` ``pm.sample`` would give and its sample stats."""
+                progressbar: bool, init: str, rng: np.random.Generator, pm_model=None,
+                **kwargs):
+    """nutpie over the full PyMC model of ``model`` (a ``bayeslmm.Model``), or over
+    ``pm_model`` (the residual marginal sampler's): an InferenceData with the ``posterior``
+    ``pm.sample`` would give and its sample stats."""
     import arviz as az
     import xarray as xr
 
     from .nutpie_adapter import from_pyfunc, low_rank_kwargs
     from .nutpie_backend import JITTER, run_compiled
 
-    pm_model = model.pymc_model
+    pm_model = model.pymc_model if pm_model is None else pm_model
     density = CompiledDensity(pm_model)
     if init == "reml":
         starts = unconstrained_starts(pm_model, density, model.initial_points(chains, rng))

@@ -37,10 +37,37 @@ import numpy as np
 from ..core.statistics import cross_products
 from ..spec import ModelSpec, RandomBlock
 
-__all__ = ["MarginalStructure"]
+__all__ = ["MarginalStructure", "fixed_center", "fixed_prior_arrays"]
 
 MAX_REST = 200        # dense r x r Cholesky per gradient
 MAX_CROSS = 4_000_000  # r * m1 * q1 entries held densely
+
+
+def fixed_center(spec: ModelSpec) -> np.ndarray:
+    """Column means the fixed-effect priors are stated about (``builder._fixed_part``: the
+    intercept is sampled for centered predictors); zeros without an intercept."""
+    center = spec.X.mean(axis=0) if spec.n else np.zeros(spec.p)
+    if "Intercept" in spec.x_names:
+        center[spec.x_names.index("Intercept")] = 0.0
+    else:
+        center[:] = 0.0
+    return center
+
+
+def fixed_prior_arrays(spec: ModelSpec, priors) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mu0, 1/s0) per coefficient of the centered parametrization (1/s0 = 0 for flat);
+    None when a prior is neither Normal nor Flat."""
+    from .priors import Flat, Normal
+
+    mu = np.zeros(spec.p)
+    inv_scale = np.zeros(spec.p)
+    for j, name in enumerate(spec.x_names):
+        prior = priors.fixed[name]
+        if isinstance(prior, Normal):
+            mu[j], inv_scale[j] = prior.mu, 1.0 / prior.sigma
+        elif not isinstance(prior, Flat):
+            return None
+    return mu, inv_scale
 
 
 class MarginalStructure:
@@ -63,11 +90,7 @@ class MarginalStructure:
         # fixed effects for centered predictors: intercept at the column means
         names = spec.x_names
         self.intercept = names.index("Intercept") if "Intercept" in names else None
-        self.center = spec.X.mean(axis=0)
-        if self.intercept is not None:
-            self.center[self.intercept] = 0.0
-        else:
-            self.center[:] = 0.0
+        self.center = fixed_center(spec)
         if not self.eligible:
             return
         # the core's statistics, rest rows R = [Z_2 .. Z_K, X_c, y]
@@ -136,17 +159,7 @@ class MarginalStructure:
     def prior_arrays(self, priors) -> tuple[np.ndarray, np.ndarray] | None:
         """(mu0, 1/s0) per coefficient of the centered parametrization (1/s0 = 0 for flat);
         None when a prior is neither Normal nor Flat."""
-        from .priors import Flat, Normal
-
-        mu = np.zeros(self.p)
-        inv_scale = np.zeros(self.p)
-        for j, name in enumerate(self.spec.x_names):
-            prior = priors.fixed[name]
-            if isinstance(prior, Normal):
-                mu[j], inv_scale[j] = prior.mu, 1.0 / prior.sigma
-            elif not isinstance(prior, Flat):
-                return None
-        return mu, inv_scale
+        return fixed_prior_arrays(self.spec, priors)
 
     # -- log density (PyTensor) ----------------------------------------------------------
     def logp(self, lam_first, sd_rest, sigma, mu0: np.ndarray, inv_scale: np.ndarray):

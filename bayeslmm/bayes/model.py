@@ -17,6 +17,7 @@ from .builder import (
     build_marginal_model,
     build_partial_model,
     build_pymc_model,
+    build_residual_marginal_model,
     cor_name,
     group_factors,
     slope_variables,
@@ -27,6 +28,7 @@ from .marginal_posterior import MarginalPosterior
 from .nutpie_backend import JITTER, sample_marginal, sample_partial
 from .partial import PartialStructure
 from .priors import ResolvedPriors, resolve_priors
+from .residual_marginal import ResidualMarginal
 from .residual_terms import (
     RESIDUAL_BOUNDS,
     check_bayes_residual,
@@ -57,7 +59,8 @@ class Model:
     missing : {"drop", "raise"}
     residual, sigma : str, optional
         An R-side structure (``"ar1(visit | id)"``) and a residual SD per level
-        (``"~ f"``), as in :func:`bayeslmm.fit`; sampled by the full sampler
+        (``"~ f"``), as in :func:`bayeslmm.fit`; sampled by the marginal sampler where
+        the structure allows it (``bayes/residual_marginal.py``), else the full one
         (``bayes/residual_terms.py`` lists the variables and default priors).
 
     Attributes
@@ -107,6 +110,7 @@ class Model:
         self._marginal = None
         self._marginal_model = None
         self._marginal_posterior: MarginalPosterior | None = None
+        self._residual_marginal: ResidualMarginal | None = None
         self._partial = None
         self._partial_model = None
         self._reml: RemlFit | None = None
@@ -130,6 +134,14 @@ class Model:
         return self._pymc_model
 
     # -- choice of sampler ---------------------------------------------------------------
+    def residual_marginal(self) -> ResidualMarginal:
+        """The residual marginal sampler's arrays (cached; ``reason`` says when it does not
+        apply)."""
+        if self._residual_marginal is None:
+            self._residual_marginal = ResidualMarginal(self.spec, self.residual_model,
+                                                       self.priors)
+        return self._residual_marginal
+
     def marginal_parts(self):
         if self._marginal is None:
             structure = MarginalStructure(self.spec)
@@ -140,7 +152,7 @@ class Model:
     def marginal_unavailable(self) -> str | None:
         """Why the marginal sampler cannot be used for this model (None when it can)."""
         if self.residual_model is not None:
-            return "a residual structure is sampled by the full sampler (not built for it yet)"
+            return self.residual_marginal().reason
         if self.patterned:
             return "cs() / ar1() G patterns are sampled by the full sampler (not built yet)"
         structure, arrays = self.marginal_parts()
@@ -191,6 +203,8 @@ class Model:
             return sampler
         if self._extended_by_user():
             return "full"
+        if self.residual_model is not None:
+            return "marginal" if self.residual_marginal().preferred else "full"
         if self.marginal_unavailable() is None:
             return "marginal"
         return "partial" if self.partial_unavailable() is None else "full"
@@ -225,9 +239,14 @@ class Model:
     def marginal_model(self):
         """The ``pm.Model`` of the covariance parameters with b and beta integrated out."""
         if self._marginal_model is None:
+            reason = self.marginal_unavailable()
+            if self.residual_model is not None and reason is None:
+                self._marginal_model = build_residual_marginal_model(
+                    self.spec, self.priors, self.residual_model, self.residual_marginal())
+                return self._marginal_model
             structure, arrays = self.marginal_parts()
             if arrays is None:
-                raise ValueError(self.marginal_unavailable())
+                raise ValueError(reason)
             self._marginal_model = build_marginal_model(self.spec, self.priors, structure,
                                                         *arrays)
         return self._marginal_model
@@ -418,10 +437,17 @@ class Model:
         if on_nutpie and tune < 1:
             raise ValueError("tune must be at least 1 with the nutpie backend (it adapts the "
                              "step size while tuning); pass backend='pymc' for tune=0")
-        if chosen == "marginal" and backend == "pymc" and \
+        if chosen == "marginal" and backend == "pymc" and self.residual_model is None and \
                 not self.marginal_parts()[0].graph_eligible:
             raise ValueError("the marginal sampler on PyMC's NUTS takes 1 x 1 blocks after the "
                              "largest one only; use backend='nutpie' (the default)")
+        if chosen == "marginal" and backend != "pymc" and self.residual_model is not None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*BLAS.*")
+                raw = sample_full(self, draws=draws, tune=tune, chains=chains, cores=cores,
+                                  seed=random_seed, progressbar=progressbar, init=init,
+                                  rng=rng, pm_model=self.marginal_model, **sampler_kwargs)
+            return self._finish(raw, chosen, rng, chains, draws, log_likelihood, started)
         if chosen == "marginal" and backend != "pymc":
             raw = sample_marginal(self, draws=draws, tune=tune, chains=chains, cores=cores,
                                   seed=random_seed, progressbar=progressbar, init=init,
@@ -470,7 +496,9 @@ class Model:
         """Add the integrated-out effects' draws and wrap the result in a ``BayesFit``."""
         from .result import BayesFit
 
-        if chosen == "marginal":
+        if chosen == "marginal" and self.residual_model is not None:
+            self._add_residual_conditional_draws(idata.posterior, rng)
+        elif chosen == "marginal":
             self._add_conditional_draws(idata.posterior, rng)
         elif chosen == "partial":
             self._add_partial_draws(idata.posterior, rng)
@@ -534,6 +562,38 @@ class Model:
         by_block = {id(b): e for b, e in zip(structure.blocks, effects, strict=True)}
         for group in self.groups:
             r = np.concatenate([by_block[id(b)] for b in group.blocks], axis=2)
+            posterior[f"r_{group.factor}"] = xr.DataArray(
+                r.reshape(chains, draws, *r.shape[1:]),
+                dims=("chain", "draw", group.level_dim, group.term_dim),
+                coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
+
+    def _add_residual_conditional_draws(self, posterior, rng: np.random.Generator) -> None:
+        """The residual marginal sampler's beta and b for every draw of the covariance
+        parameters (``ResidualMarginal.conditional_draws``), as ``b`` and ``r_<factor>``."""
+        import xarray as xr
+
+        from .residual_terms import occasion_covariances
+
+        marginal = self.residual_marginal()
+        chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+        covs = occasion_covariances(self.residual_model, posterior)
+        if self.groups:
+            by_block = self.block_covariances(posterior)
+            q = marginal.q
+            gs = np.zeros((chains * draws, q, q))
+            at = 0
+            for block in self.groups[0].blocks:
+                gs[:, at:at + block.q, at:at + block.q] = by_block[id(block)]
+                at += block.q
+        else:
+            gs = np.zeros((chains * draws, 0, 0))
+        beta, r = marginal.conditional_draws(covs, gs, rng)
+        coords = {"chain": posterior.chain, "draw": posterior.draw}
+        if self.spec.p:
+            posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
+                                          dims=("chain", "draw", "coef"),
+                                          coords={**coords, "coef": self.spec.x_names})
+        for group in self.groups:
             posterior[f"r_{group.factor}"] = xr.DataArray(
                 r.reshape(chains, draws, *r.shape[1:]),
                 dims=("chain", "draw", group.level_dim, group.term_dim),

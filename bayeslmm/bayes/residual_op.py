@@ -14,7 +14,7 @@ from pytensor.graph.op import Op
 from ..residual.loglik import car1_logp
 from ..residual.loglik_kernel import KernelLayout, occasion_logp_kernel
 
-__all__ = ["OccasionLogp", "Car1Logp"]
+__all__ = ["OccasionLogp", "Car1Logp", "ResidualMarginalLogp"]
 
 
 class OccasionLogp(Op):
@@ -76,3 +76,29 @@ class Car1Logp(Op):
         _, g_e, g_s, g_p = self(*inputs)
         g = output_grads[0]
         return [g * g_e, g * g_s, g * g_p]
+
+
+class ResidualMarginalLogp(Op):
+    """log p(y | Sigma, G) with beta and the residual groups' random effects integrated out
+    (``bayes/residual_marginal.py``); G is (q, q), (0, 0) without random effects."""
+
+    __props__ = ("key",)
+
+    def __init__(self, marginal):
+        self.marginal = marginal
+        self.key = id(marginal)
+
+    def make_node(self, sigma_full, g):
+        inputs = [pt.as_tensor_variable(v, dtype="float64") for v in (sigma_full, g)]
+        return Apply(self, inputs, [pt.dscalar(), pt.dmatrix(), pt.dmatrix()])
+
+    def perform(self, node, inputs, output_storage):
+        value, g_s, g_g = self.marginal.logp(*inputs)
+        output_storage[0][0] = np.asarray(value, dtype="float64")
+        output_storage[1][0] = np.asarray(g_s, dtype="float64")
+        output_storage[2][0] = np.asarray(g_g, dtype="float64")
+
+    def grad(self, inputs, output_grads):
+        _, g_s, g_g = self(*inputs)
+        g = output_grads[0]
+        return [g * g_s, g * g_g]

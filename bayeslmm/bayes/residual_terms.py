@@ -43,7 +43,8 @@ from ..residual.structures import (
 )
 from .priors import LKJ, Uniform
 
-__all__ = ["residual_defaults", "residual_names", "add_residual_likelihood", "unconstrained",
+__all__ = ["residual_defaults", "residual_names", "add_residual_likelihood",
+           "add_residual_parameters", "occasion_covariances", "unconstrained",
            "OCCASION_DIM", "LEVEL_DIM", "LAG_DIM", "check_bayes_residual"]
 
 OCCASION_DIM = "occasion"
@@ -122,22 +123,19 @@ def _durbin_levinson(partial, k: int, pt):
     return pt.stack(rho)
 
 
-def add_residual_likelihood(resid, residual: ResidualModel, priors, sigma_prior) -> None:
+def add_residual_parameters(residual: ResidualModel, priors, sigma_prior) -> tuple:
     """Inside an active ``pm.Model``: the residual structure's parameters (with ``priors``,
-    a dict name -> Prior) and the log likelihood of ``resid`` (= y - mu) as a Potential."""
+    a dict name -> Prior) and their public Deterministics.  Returns ("levels", row SDs)
+    for ``sigma="~ f"`` alone, ("car1", sigma, phi), or ("cov", Sigma over every occasion
+    (T x T))."""
     import pymc as pm
     import pytensor.tensor as pt
 
     s = residual.structure
-    log_2pi = float(np.log(2.0 * np.pi))
     dim = heterogeneous_sigma(residual)
     if s is None:  # sigma = "~ f" only: a residual SD per level
         sigma = sigma_prior.pymc("sigma", dims=dim) if dim else sigma_prior.pymc("sigma")
-        row_sd = sigma[residual.variance_codes] if dim else sigma
-        logp = (-0.5 * pt.sum((resid / row_sd) ** 2) - pt.sum(pt.log(row_sd) * np.ones(
-            residual.n)) - 0.5 * residual.n * log_2pi)
-        pm.Potential("y_loglik", logp)
-        return
+        return "levels", sigma[residual.variance_codes] if dim else sigma
     t = s.n_positions
     if isinstance(s, UnstructuredResidual):
         chol, corr, stds = pm.LKJCholeskyCov(
@@ -174,14 +172,31 @@ def add_residual_likelihood(resid, residual: ResidualModel, priors, sigma_prior)
             raise NotImplementedError(s.kind)
         if corr is not None and not isinstance(s, DiagonalResidual):
             pm.Deterministic("cor_residual", corr, dims=(OCCASION_DIM, f"{OCCASION_DIM}_2"))
+        if corr is None:  # car1: phi^|t - t'| at each pattern's times
+            return "car1", sd, phi
         sd_vec = sd if s.heterogeneous else pt.ones(t) * sd
-        cov_full = None if corr is None else corr * pt.outer(sd_vec, sd_vec)
+        cov_full = corr * pt.outer(sd_vec, sd_vec)
+    return "cov", cov_full
+
+
+def add_residual_likelihood(resid, residual: ResidualModel, priors, sigma_prior) -> None:
+    """Inside an active ``pm.Model``: the residual structure's parameters
+    (``add_residual_parameters``) and the log likelihood of ``resid`` (= y - mu) as a
+    Potential."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
     from .residual_op import Car1Logp, OccasionLogp
 
-    if cov_full is None:  # car1: phi^|t - t'| at each pattern's times
-        logp = Car1Logp(residual)(resid, sd, phi)[0]
+    kind, *parts = add_residual_parameters(residual, priors, sigma_prior)
+    if kind == "levels":
+        row_sd = parts[0]
+        logp = (-0.5 * pt.sum((resid / row_sd) ** 2) - pt.sum(pt.log(row_sd) * np.ones(
+            residual.n)) - 0.5 * residual.n * float(np.log(2.0 * np.pi)))
+    elif kind == "car1":
+        logp = Car1Logp(residual)(resid, *parts)[0]
     else:
-        logp = OccasionLogp(residual)(resid, cov_full)[0]
+        logp = OccasionLogp(residual)(resid, parts[0])[0]
     pm.Potential("y_loglik", logp)
 
 
@@ -218,6 +233,23 @@ def unconstrained(residual: ResidualModel, draws: dict[str, np.ndarray]) -> tupl
     if s.heterogeneous:  # diag, csh: log SD ratios to the first occasion
         parts.append(np.log(sigma[:, 1:] / sigma[:, :1]))
     return (np.concatenate(parts, axis=1) if parts else np.zeros((n_draws, 0))), first
+
+
+def occasion_covariances(residual: ResidualModel, posterior) -> np.ndarray | None:
+    """(draws, T, T) sigma^2 D C D over the occasions from the posterior's ``sigma`` and
+    ``cor_residual``, for structures given by one occasion covariance (not car1, no
+    variance function); else None."""
+    s = residual.structure
+    if s is None or isinstance(s, ContinuousAutoRegressive) or residual.n_variance:
+        return None
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    t = s.n_positions
+    sd = posterior["sigma"].to_numpy().reshape(n, -1) * np.ones((1, t))
+    if "cor_residual" in posterior:
+        cor = posterior["cor_residual"].to_numpy().reshape(n, t, t)
+    else:
+        cor = np.broadcast_to(np.eye(t), (n, t, t))
+    return np.ascontiguousarray(cor * sd[:, :, None] * sd[:, None, :])
 
 
 RESIDUAL_BOUNDS = {

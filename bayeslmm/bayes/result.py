@@ -315,24 +315,11 @@ class BayesFit:
                                   "group": list(self.model.residual_model.group_labels)})
 
     def _occasion_covariances(self) -> np.ndarray | None:
-        """(draws, T, T) sigma^2 D C D over the occasions from the posterior's ``sigma`` and
-        ``cor_residual``, where the model's likelihood is the occasion Op's (not car1, no
-        variance function); else None."""
-        from ..residual.structures import ContinuousAutoRegressive
+        """(draws, T, T) sigma^2 D C D over the occasions (``occasion_covariances``), where
+        the model's likelihood is the occasion Op's; else None."""
+        from .residual_terms import occasion_covariances
 
-        residual = self.model.residual_model
-        s = residual.structure
-        if s is None or isinstance(s, ContinuousAutoRegressive) or residual.n_variance:
-            return None
-        post = self.posterior
-        n = post.sizes["chain"] * post.sizes["draw"]
-        t = s.n_positions
-        sd = post["sigma"].to_numpy().reshape(n, -1) * np.ones((1, t))
-        if "cor_residual" in post:
-            cor = post["cor_residual"].to_numpy().reshape(n, t, t)
-        else:
-            cor = np.broadcast_to(np.eye(t), (n, t, t))
-        return np.ascontiguousarray(cor * sd[:, :, None] * sd[:, None, :])
+        return occasion_covariances(self.model.residual_model, self.posterior)
 
     def _structured_noise(self, rng: np.random.Generator) -> np.ndarray:
         """Residual draws e ~ N(0, sigma^2 V) per posterior draw, (chain, draw, n)."""
