@@ -188,7 +188,9 @@ class Model:
         """The sampler that ``sampler`` in {"auto", "marginal", "partial", "full"} means here.
 
         "auto": marginal if the model allows it, else partial (beta and the largest factor
-        integrated out, NUTS over the other effects), else full."""
+        integrated out, NUTS over the other effects), else full.  With a residual structure:
+        marginal where ``ResidualMarginal.preferred`` (random effects of the residual's
+        groups, or a small n p (p + m)), else full."""
         if sampler not in ("auto", "marginal", "partial", "full"):
             raise ValueError("sampler must be 'auto', 'marginal', 'partial' or 'full', got "
                              f"{sampler!r}")
@@ -394,7 +396,8 @@ class Model:
             (``bayes/partial.py``; for large crossed designs).  ``"full"``: NUTS over every
             effect (``pymc_model``).  ``"auto"``: marginal when the model allows it (Normal or
             flat fixed-effect priors, small blocks after the largest one, ``pymc_model`` not
-            extended by the user), else partial, else full.
+            extended by the user), else partial, else full.  Residual structures: marginal
+            (``bayes/residual_marginal.py``) or full, see ``choose_sampler``.
         backend : {"auto", "nutpie", "pymc"}
             Which NUTS runs: ``"nutpie"`` (Rust NUTS; what ``"auto"`` picks) on a numba log
             density for the marginal sampler and the partial one (when its kept blocks are

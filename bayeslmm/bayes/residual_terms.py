@@ -1,6 +1,7 @@
 """Bayesian residual structures: priors, the PyMC likelihood, and the per-draw maps back.
 
-For ``residual="STRUCT(occasion | group)"`` the full PyMC model replaces
+For ``residual="STRUCT(occasion | group)"`` the full PyMC model (and the residual marginal
+sampler's, ``residual_marginal.py``, through ``add_residual_parameters``) replaces
 ``y ~ Normal(mu, sigma)`` by one multivariate normal per group: its rows' residuals y - mu
 have covariance Sigma restricted to the occasions it has (the same batching by size and
 pattern of occasions as the REML engine, ``residual/model.py``), evaluated with one batched
