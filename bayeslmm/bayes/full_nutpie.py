@@ -22,12 +22,28 @@ scale and the deterministics, same names, dims and coords) by a second PyTensor 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 
 __all__ = ["sample_full"]
+
+
+@contextmanager
+def _quiet_blas_logger():
+    """PyTensor logs "Using NumPy C-API based implementation for BLAS functions" (a logging
+    WARNING, not a Python warning) when it compiles a graph with a dot product and finds no
+    linked BLAS; the speed note is PyTensor's, not the user's to act on."""
+    logger = logging.getLogger("pytensor.tensor.blas")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class CompiledDensity:
@@ -49,7 +65,7 @@ class CompiledDensity:
         flat_grad = pt.concatenate([g.ravel() for g in grads])
         [logp_f, grad_f], flat = join_nonshared_inputs(point, [logp, flat_grad],
                                                        self.value_vars)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_blas_logger():
             warnings.filterwarnings("ignore", message=".*BLAS.*")
             self._function = pytensor.function([flat], [logp_f, grad_f], trust_input=True)
             outputs = [v for v in pm_model.unobserved_value_vars
