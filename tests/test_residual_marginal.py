@@ -208,3 +208,14 @@ def test_marginal_and_full_samplers_agree(orthodont):
         assert np.all(np.abs(m - f) < 4 * se + 1e-3), (name, m, f, se)
     with pytest.raises(ValueError, match="residual structures"):
         fits["marginal"].log_marginal_likelihood()
+
+
+def test_marginal_sampler_on_pymcs_nuts(orthodont):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayeslmm.fit("distance ~ age * Sex", orthodont, residual="ar1(age | Subject)",
+                           sampler="marginal", backend="pymc", draws=100, tune=100, chains=1,
+                           random_seed=2, progressbar=False)
+    assert fit.sampler == "marginal"
+    assert fit.posterior["b"].shape == (1, 100, 4)
+    assert np.isfinite(fit.posterior["b"]).all() and "phi" in fit.posterior
