@@ -35,6 +35,26 @@ __all__ = ["gls_marginal_logp", "gls_conditional_draws"]
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _factor_lower(a, m):
+    """Lower Cholesky factor of a[:m, :m] in place (the lower triangle is read); returns
+    (ok, log|L|), ok False where the matrix is not positive definite."""
+    logdet = 0.0
+    for i in range(m):
+        for j in range(i + 1):
+            acc = a[i, j]
+            for k in range(j):
+                acc -= a[i, k] * a[j, k]
+            if i == j:
+                if not acc > 0.0:
+                    return False, 0.0
+                a[i, i] = np.sqrt(acc)
+                logdet += np.log(a[i, i])
+            else:
+                a[i, j] = acc / a[j, j]
+    return True, logdet
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _whiten_groups(e0, x, z, cov, g, rows, group_start, group_pattern, pattern_pos,
                    pattern_start, chol, xt, et):
@@ -59,21 +79,17 @@ def _whiten_groups(e0, x, z, cov, g, rows, group_start, group_pattern, pattern_p
                 for a in range(q):
                     acc += z[ri, a] * g[a, b]
                 zg[i, b] = acc
-        for i in range(m):
+        for i in range(m):  # V_i = Sigma_i + Z_i G Z_i' (lower triangle)
             for j in range(i + 1):
                 acc = cov[pattern_pos[s0 + i], pattern_pos[s0 + j]]
                 rj = rows[r0 + j]
                 for b in range(q):
                     acc += zg[i, b] * z[rj, b]
-                for k in range(j):
-                    acc -= lo[i, k] * lo[j, k]
-                if i == j:
-                    if not acc > 0.0:
-                        return False, 0.0
-                    lo[i, i] = np.sqrt(acc)
-                    logdet += np.log(lo[i, i])
-                else:
-                    lo[i, j] = acc / lo[j, j]
+                lo[i, j] = acc
+        ok, part = _factor_lower(lo, m)
+        if not ok:
+            return False, 0.0
+        logdet += part
         for i in range(m):  # forward substitution, row by row (contiguous inner loops)
             ri = rows[r0 + i]
             inv = 1.0 / lo[i, i]
@@ -100,21 +116,13 @@ def _fixed_system(xt, et, prec, rfac):
     a = xt.T @ xt   # BLAS
     c = xt.T @ et
     ee = et @ et
-    logdet = 0.0
     for i in range(p):
         a[i, i] += prec[i]
-    for i in range(p):
         for j in range(i + 1):
-            acc = a[i, j]
-            for k in range(j):
-                acc -= rfac[i, k] * rfac[j, k]
-            if i == j:
-                if not acc > 0.0:
-                    return False, c, ee, 0.0
-                rfac[i, i] = np.sqrt(acc)
-                logdet += np.log(rfac[i, i])
-            else:
-                rfac[i, j] = acc / rfac[j, j]
+            rfac[i, j] = a[i, j]
+    ok, logdet = _factor_lower(rfac, p)
+    if not ok:
+        return False, c, ee, 0.0
     u = np.empty(p)
     for i in range(p):
         acc = c[i]
@@ -288,13 +296,9 @@ def gls_conditional_draws(e0, x, z, covs, gs, prec, rows, group_start, group_pat
         jitter *= 1e-12
         for i in range(q):  # G's factor (SDs underflowed to zero still factor)
             for j in range(i + 1):
-                acc = g[i, j] + (jitter if i == j else 0.0)
-                for k in range(j):
-                    acc -= gfac[i, k] * gfac[j, k]
-                if i == j:
-                    gfac[i, i] = np.sqrt(max(acc, 0.0))
-                else:
-                    gfac[i, j] = acc / gfac[j, j] if gfac[j, j] > 0.0 else 0.0
+                gfac[i, j] = g[i, j] + (jitter if i == j else 0.0)
+        if not _factor_lower(gfac, q)[0]:  # G = 0: b = 0
+            gfac[:, :] = 0.0
         for gi in range(n_groups):
             u_ = group_pattern[gi]
             r0 = group_start[gi]
@@ -308,13 +312,9 @@ def gls_conditional_draws(e0, x, z, covs, gs, prec, rows, group_start, group_pat
                 bstar[a] = acc
             for i in range(m):  # Sigma_i's factor for e*
                 for j in range(i + 1):
-                    acc = cov[pattern_pos[s0 + i], pattern_pos[s0 + j]]
-                    for k in range(j):
-                        acc -= sfac[i, k] * sfac[j, k]
-                    if i == j:
-                        sfac[i, i] = np.sqrt(max(acc, 0.0))
-                    else:
-                        sfac[i, j] = acc / sfac[j, j]
+                    sfac[i, j] = cov[pattern_pos[s0 + i], pattern_pos[s0 + j]]
+            if not _factor_lower(sfac, m)[0]:
+                continue  # this group's b stays NaN for this draw
             for i in range(m):
                 ri = rows[r0 + i]
                 acc = e0[ri]
