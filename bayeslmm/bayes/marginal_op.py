@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
+
+from .value_grad_op import ValueAndGradientsOp
 
 __all__ = ["MarginalLogp"]
 
 
-class MarginalLogp(Op):
+class MarginalLogp(ValueAndGradientsOp):
     """log p(y | L_first, sd_rest, sigma) with b and beta integrated out."""
 
     __props__ = ("key",)
@@ -44,12 +45,4 @@ class MarginalLogp(Op):
         except np.linalg.LinAlgError:
             value, g_chol = -np.inf, np.zeros_like(chol_first)
             g_sd, g_sigma = np.zeros_like(sd_rest), 0.0
-        output_storage[0][0] = np.asarray(value, dtype="float64")
-        output_storage[1][0] = np.asarray(g_chol, dtype="float64")
-        output_storage[2][0] = np.asarray(g_sd, dtype="float64")
-        output_storage[3][0] = np.asarray(g_sigma, dtype="float64")
-
-    def grad(self, inputs, output_grads):
-        _, g_chol, g_sd, g_sigma = self(*inputs)
-        g = output_grads[0]
-        return [g * g_chol, g * g_sd, g * g_sigma]
+        self.store(output_storage, (value, g_chol, g_sd, g_sigma))

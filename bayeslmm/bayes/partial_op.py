@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
 from .partial import PartialStructure
+from .value_grad_op import ValueAndGradientsOp
 
 __all__ = ["PartialLogp"]
 
 
-class PartialLogp(Op):
+class PartialLogp(ValueAndGradientsOp):
     """PyTensor Op: (chol_first, sigma, y_adj) -> (logp, d/dchol, d/dsigma, d/dy_adj)."""
 
     __props__ = ("key",)
@@ -41,10 +41,4 @@ class PartialLogp(Op):
         except np.linalg.LinAlgError:
             value, g_chol, g_sigma, g_y = -np.inf, np.zeros_like(chol_first), 0.0, \
                 np.zeros_like(y_adj)
-        for k, out in enumerate((value, g_chol, g_sigma, g_y)):
-            output_storage[k][0] = np.asarray(out, dtype="float64")
-
-    def grad(self, inputs, output_grads):
-        _, g_chol, g_sigma, g_y = self(*inputs)
-        g = output_grads[0]
-        return [g * g_chol, g * g_sigma, g * g_y]
+        self.store(output_storage, (value, g_chol, g_sigma, g_y))

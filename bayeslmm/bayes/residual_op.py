@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
 from ..residual.loglik import car1_logp
 from ..residual.loglik_kernel import KernelLayout, occasion_logp_kernel
+from .value_grad_op import ValueAndGradientsOp
 
 __all__ = ["OccasionLogp", "Car1Logp", "ResidualMarginalLogp"]
 
 
-class OccasionLogp(Op):
+class OccasionLogp(ValueAndGradientsOp):
     """log p(resid | Sigma) for Sigma (T x T) over the occasions."""
 
     __props__ = ("key",)
@@ -40,17 +40,10 @@ class OccasionLogp(Op):
         value, g_e, g_s = occasion_logp_kernel(np.ascontiguousarray(resid, dtype=float),
                                                np.ascontiguousarray(sigma_full, dtype=float),
                                                *self._layout)
-        output_storage[0][0] = np.asarray(value, dtype="float64")
-        output_storage[1][0] = np.asarray(g_e, dtype="float64")
-        output_storage[2][0] = np.asarray(g_s, dtype="float64")
-
-    def grad(self, inputs, output_grads):
-        _, g_e, g_s = self(*inputs)
-        g = output_grads[0]
-        return [g * g_e, g * g_s]
+        self.store(output_storage, (value, g_e, g_s))
 
 
-class Car1Logp(Op):
+class Car1Logp(ValueAndGradientsOp):
     """log p(resid | sigma, phi) for the continuous-time AR(1) structure."""
 
     __props__ = ("key",)
@@ -69,16 +62,10 @@ class Car1Logp(Op):
             value, g_e, g_s, g_p = car1_logp(self.residual, resid, float(sigma), float(phi))
         except np.linalg.LinAlgError:
             value, g_e, g_s, g_p = -np.inf, np.zeros_like(resid), 0.0, 0.0
-        for k, v in enumerate((value, g_e, g_s, g_p)):
-            output_storage[k][0] = np.asarray(v, dtype="float64")
-
-    def grad(self, inputs, output_grads):
-        _, g_e, g_s, g_p = self(*inputs)
-        g = output_grads[0]
-        return [g * g_e, g * g_s, g * g_p]
+        self.store(output_storage, (value, g_e, g_s, g_p))
 
 
-class ResidualMarginalLogp(Op):
+class ResidualMarginalLogp(ValueAndGradientsOp):
     """log p(y | Sigma, G) with beta and the residual groups' random effects integrated out
     (``bayes/residual_marginal.py``); G is (q, q), (0, 0) without random effects."""
 
@@ -93,12 +80,4 @@ class ResidualMarginalLogp(Op):
         return Apply(self, inputs, [pt.dscalar(), pt.dmatrix(), pt.dmatrix()])
 
     def perform(self, node, inputs, output_storage):
-        value, g_s, g_g = self.marginal.logp(*inputs)
-        output_storage[0][0] = np.asarray(value, dtype="float64")
-        output_storage[1][0] = np.asarray(g_s, dtype="float64")
-        output_storage[2][0] = np.asarray(g_g, dtype="float64")
-
-    def grad(self, inputs, output_grads):
-        _, g_s, g_g = self(*inputs)
-        g = output_grads[0]
-        return [g * g_s, g * g_g]
+        self.store(output_storage, self.marginal.logp(*inputs))

@@ -175,7 +175,7 @@ def gls_marginal_logp(e0, x, z, cov, g, prec, rows, group_start, group_pattern, 
         if prec[i] > 0.0:
             value += 0.5 * np.log(prec[i])
     delta = _back_solve(rfac, u)  # A^-1 c
-    rinv = np.zeros((p, p))  # R^-1, so that X~ R^-T is one BLAS product
+    rinv = np.zeros((p, p))  # R^-1: X~ R^-T row by row below (loops, see docs/design.md)
     for col in range(p):
         rinv[col, col] = 1.0 / rfac[col, col]
         for i in range(col + 1, p):
