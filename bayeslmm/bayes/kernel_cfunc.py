@@ -26,13 +26,11 @@ import numpy as np
 from numba import cfunc
 
 from .callback_abi import KERNEL_SIG
+from .jit import FASTMATH
 from .marginal_kernel import marginal_logp_grad_c
 
 __all__ = ["kernel_callback", "compile_in_background", "marginal_logp_grad"]
 
-# reassociation lets the kernel's inner products vectorize (kb07: 4.0 -> 2.9 ms a gradient);
-# no 'nnan'/'ninf': the kernel's -inf and finiteness checks must stay
-KERNEL_FASTMATH = {"reassoc", "contract"}
 HELPER_TIMEOUT = 600.0  # seconds; then the helper is stopped and this process compiles
 _helper: subprocess.Popen | None = None
 
@@ -43,7 +41,7 @@ def kernel_callback():
     cache when it is there; waits for a helper compile first."""
     _wait_for_helper()
     return cfunc(KERNEL_SIG, cache=True, error_model="numpy",
-                 fastmath=KERNEL_FASTMATH)(marginal_logp_grad_c)
+                 fastmath=FASTMATH)(marginal_logp_grad_c)
 
 
 def marginal_logp_grad(chol_first, chol_rest, sigma, A, C, CR, rest, mu0, wprior, n_obs,
