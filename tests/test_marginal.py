@@ -62,7 +62,8 @@ def test_marginal_loglik_matches_dense_gaussian(dataset, formula):
         assert ours - constant == pytest.approx(ref, abs=1e-7 * abs(ref))
 
 
-def test_conditional_means_are_reml_estimates_at_reml_parameters():
+@pytest.mark.parametrize("use_kernel", [False, True])
+def test_conditional_means_are_reml_estimates_at_reml_parameters(use_kernel):
     """With flat priors and (G, sigma) at the REML estimates, E[beta | G, sigma, y] is the
     GLS estimate and E[b | G, sigma, y] the BLUPs: the conditional draws' averages match."""
     for dataset, formula in [("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
@@ -77,7 +78,7 @@ def test_conditional_means_are_reml_estimates_at_reml_parameters():
         sigma = np.full(draws, reml.sigma)
         beta, effects = structure.conditional_draws(
             chol, sd_rest, sigma, np.zeros(reml.spec.p), np.zeros(reml.spec.p),
-            np.random.default_rng(0))
+            np.random.default_rng(0), use_kernel=use_kernel)
         assert_draws_match_reml(beta, effects, reml, draws)
 
 

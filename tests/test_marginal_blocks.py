@@ -118,9 +118,10 @@ def test_posterior_gradient_matches_finite_differences(formula):
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
 
 
-def test_conditional_means_are_reml_estimates_at_reml_parameters():
+@pytest.mark.parametrize("use_kernel", [False, True])
+def test_conditional_means_are_reml_estimates_at_reml_parameters(use_kernel):
     """Flat priors, (G, sigma) at REML: the conditional draws average to the GLS estimate
-    and the BLUPs, for q x q blocks after the first too."""
+    and the BLUPs, for q x q blocks after the first too (numpy and the kernel's draw mode)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reml = bayeslmm.fit(FORMULAS[1], _crossed(), method="reml")
@@ -132,8 +133,30 @@ def test_conditional_means_are_reml_estimates_at_reml_parameters():
     rest = [np.broadcast_to(f, (draws,) + f.shape) for f in factors[1:]]
     beta, effects = structure.conditional_draws(
         chol, rest, np.full(draws, reml.sigma), np.zeros(reml.spec.p), np.zeros(reml.spec.p),
-        np.random.default_rng(0))
+        np.random.default_rng(0), use_kernel=use_kernel)
     assert_draws_match_reml(beta, effects, reml, draws, atol_floor=1e-9)
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_kernel_draws_equal_numpy_draws(formula):
+    """The kernel's draw mode reads the same normals as the numpy reference: same draws,
+    per-draw factors varying, Normal priors on the fixed effects."""
+    model = Model(formula, _crossed())
+    structure, (mu0, inv_scale) = model.marginal_parts()
+    rng = np.random.default_rng(4)
+    scale = np.std(structure.spec.y)
+    draws = 7
+    pairs = [_factors(structure, rng, scale) for _ in range(draws)]
+    chol = np.stack([c for c, _ in pairs])
+    rest = [np.stack([r[k] for _, r in pairs]) for k in range(len(pairs[0][1]))]
+    sigma = rng.uniform(0.4, 0.9, draws) * scale
+    ref = structure.conditional_draws(chol, rest, sigma, mu0, inv_scale,
+                                      np.random.default_rng(9), use_kernel=False)
+    ours = structure.conditional_draws(chol, rest, sigma, mu0, inv_scale,
+                                       np.random.default_rng(9), use_kernel=True)
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-8, atol=1e-9 * scale)
+    for mine, theirs in zip(ours[1], ref[1], strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-8, atol=1e-9 * scale)
 
 
 def test_marginal_sampler_runs_with_slopes_on_both_factors():

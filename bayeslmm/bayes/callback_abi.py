@@ -39,10 +39,11 @@ _DOUBLES = types.CPointer(types.double)
 LOGP_SIG = types.int64(types.uint64, _DOUBLES, _DOUBLES, _DOUBLES, types.voidptr)
 EXPAND_SIG = types.int64(types.uint64, types.uint64, _DOUBLES, _DOUBLES, types.voidptr)
 # marginal_kernel.marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, A, C, CR, rest,
-#     mu0, wprior, chol_first, chol_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out)
+#     mu0, wprior, chol_first, chol_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out,
+#     n_noise, noise)
 KERNEL_SIG = types.int64(*[types.int64] * 5, types.double, *[_DOUBLES] * 3,
                          types.CPointer(types.int64), *[_DOUBLES] * 4, types.double,
-                         *[_DOUBLES] * 5)
+                         *[_DOUBLES] * 5, types.int64, _DOUBLES)
 
 
 def pack(post, kernel_address: int) -> np.ndarray:
@@ -152,5 +153,6 @@ def kernel_logp_grad(kernel, chol_first, chol_rest, sigma, A, C, CR, rest, mu0, 
     out = np.empty(2)
     call_kernel(kernel, (A.shape[0], A.shape[1], CR.shape[0], mu0.shape[0],
                          rest.shape[0], n_obs, A, C, CR, rest, mu0, wprior,
-                         chol_first, chol_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out))
+                         chol_first, chol_rest, sigma, g_chol, g_rest, modes_x, modes_b1, out,
+                         0, out))
     return out[0], out[1]

@@ -155,6 +155,14 @@ class MarginalStructure:
         self._prior_cache = (key, out)
         return out
 
+    def kernel_arrays(self, mu0: np.ndarray, inv_scale: np.ndarray) -> tuple:
+        """The numba kernel's statistics (A, C, CR, rest, mu0, wprior, n_obs), C-contiguous."""
+        return (np.ascontiguousarray(self.cross_first), np.ascontiguousarray(self.cross),
+                np.ascontiguousarray(self.cross_rest),
+                np.ascontiguousarray(self.rest, dtype=np.int64),
+                np.asarray(mu0, dtype=float), np.asarray(inv_scale, dtype=float) ** 2,
+                float(self.n))
+
     # -- fixed-effect priors -------------------------------------------------------------
     def prior_arrays(self, priors) -> tuple[np.ndarray, np.ndarray] | None:
         """(mu0, 1/s0) per coefficient of the centered parametrization (1/s0 = 0 for flat);
@@ -303,7 +311,7 @@ class MarginalStructure:
     # -- exact conditional draws (numpy) -------------------------------------------------
     def conditional_draws(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: np.ndarray,
                           mu0: np.ndarray, inv_scale: np.ndarray, rng: np.random.Generator,
-                          adjusted_y=None):
+                          adjusted_y=None, use_kernel: bool | None = None):
         """Draw (beta, [b_k]) for every posterior draw from p(beta, b | G, sigma, y).
 
         Parameters
@@ -315,6 +323,10 @@ class MarginalStructure:
         adjusted_y : callable, optional
             ``adjusted_y(slice)`` -> (d, n) responses per draw (the partial sampler's y minus
             the sampled effects); the statistics involving y are recomputed from them.
+        use_kernel : bool, optional
+            Draw with the numba kernel's draw mode (threads) instead of numpy.  Default:
+            when this process has loaded the kernel and ``adjusted_y`` is None.  Both read
+            the same normals in the same order, so they give the same draws.
 
         Returns
         -------
@@ -326,13 +338,33 @@ class MarginalStructure:
             rest = [sd_rest[:, k, None, None] for k in range(sd_rest.shape[1])]
         else:
             rest = [np.asarray(f, dtype=float) for f in sd_rest]
+        if use_kernel is None:
+            from .kernel_cfunc import kernel_loaded
+
+            use_kernel = adjusted_y is None and kernel_loaded()
+        if use_kernel and adjusted_y is not None:
+            raise ValueError("the kernel draws only for the stored statistics (no adjusted_y)")
         chunk = int(max(1, min(500, 2e7 // (self.r * self.m1 * self.q1), 5e6 // self.n,
                                4e6 // (self.r * self.r))))
+        arrays = self.kernel_arrays(mu0, inv_scale) if use_kernel else None
         for start in range(0, sigma.shape[0], chunk):
             sl = slice(start, start + chunk)
-            stats = None if adjusted_y is None else self.statistics_of(adjusted_y(sl))
-            beta, effects = self._draw_chunk(chol_first[sl], [f[sl] for f in rest], sigma[sl],
-                                             mu0, inv_scale, rng, stats)
+            n_draws = len(sigma[sl])
+            noise_x = rng.standard_normal((n_draws, self.r - 1))
+            noise_1 = rng.standard_normal((n_draws, self.m1, self.q1))
+            factors = [f[sl] for f in rest]
+            if use_kernel:
+                from .kernel_cfunc import kernel_draws
+
+                packed = (np.concatenate([f.reshape(n_draws, -1) for f in factors], axis=1)
+                          if factors else np.zeros((n_draws, 0)))
+                noise = np.concatenate([noise_x, noise_1.reshape(n_draws, -1)], axis=1)
+                x_rest, b1 = kernel_draws(arrays, chol_first[sl], packed, sigma[sl], noise)
+            else:
+                stats = None if adjusted_y is None else self.statistics_of(adjusted_y(sl))
+                x_rest, b1 = self._draw_chunk(chol_first[sl], factors, sigma[sl], mu0,
+                                              inv_scale, noise_x, noise_1, stats)
+            beta, effects = self._assemble(x_rest, b1, factors, sigma[sl])
             out_beta.append(beta)
             out_eff.append(effects)
         beta = np.concatenate(out_beta)
@@ -359,7 +391,11 @@ class MarginalStructure:
     def xc(self) -> np.ndarray:
         return self.spec.X - self.center
 
-    def _draw_chunk(self, chol_first, rest, sigma, mu0, inv_scale, rng, stats=None):
+    def _draw_chunk(self, chol_first, rest, sigma, mu0, inv_scale, noise_x, noise_1,
+                    stats=None):
+        """numpy draws (the readable reference of the kernel's draw mode): x = [u_rest,
+        centered beta] (D, r - 1) and b1 (D, m1, q1) from the normals ``noise_x`` (D, r - 1)
+        and ``noise_1`` (D, m1, q1)."""
         n_draws = sigma.shape[0]
         q1, r, rz, p = self.q1, self.r, self.rz, self.p
         if stats is None:
@@ -391,7 +427,7 @@ class MarginalStructure:
         schur[:, r - 1, r - 1] += (prior_w * mu0**2).sum(axis=1)
         chol = np.linalg.cholesky(schur)
         upper = np.swapaxes(chol[:, :-1, :-1], 1, 2)
-        rhs = chol[:, -1, :-1] + sigma[:, None] * rng.standard_normal((n_draws, r - 1))
+        rhs = chol[:, -1, :-1] + sigma[:, None] * noise_x
         x_rest = np.linalg.solve(upper, rhs[:, :, None])[:, :, 0]   # mean + sigma L^-T z
         u_rest, beta_c = x_rest[:, :rz], x_rest[:, rz:]
         b_rest = (lt[:, :rz, :rz] @ u_rest[:, :, None])[:, :, 0] if rz else u_rest
@@ -399,15 +435,22 @@ class MarginalStructure:
         v = np.einsum("Drja,Dr->Dja", cross, w, optimize=True)      # Z1'(y - X b - Zr br)
         rhs1 = np.einsum("Dja,Dab->Djb", v, lam1)                  # lam1' v_j
         mean1 = np.linalg.solve(m, rhs1[..., None])[..., 0]
-        noise = rng.standard_normal(mean1.shape)
-        noise = np.linalg.solve(np.swapaxes(chol_m, 2, 3), noise[..., None])[..., 0]
+        noise = np.linalg.solve(np.swapaxes(chol_m, 2, 3), noise_1[..., None])[..., 0]
         u1 = mean1 + sigma[:, None, None] * noise
-        b1 = np.einsum("Dab,Djb->Dja", lam1, u1)
+        return x_rest, np.einsum("Dab,Djb->Dja", lam1, u1)
+
+    def _assemble(self, x_rest, b1, rest, sigma):
+        """beta (uncentered) and the effects of every block, from x = [u_rest, centered
+        beta] and b1 of ``_draw_chunk`` or the kernel's draw mode."""
+        n_draws = sigma.shape[0]
         effects = [b1]
         offset = 0
-        for levels, q in zip(self.rest_levels, self.rest_q, strict=True):
-            effects.append(b_rest[:, offset:offset + levels * q].reshape(n_draws, levels, q))
+        for levels, q, factor in zip(self.rest_levels, self.rest_q, rest, strict=True):
+            u = x_rest[:, offset:offset + levels * q].reshape(n_draws, levels, q)
+            lam = factor.reshape(n_draws, q, q) / sigma[:, None, None]
+            effects.append(np.einsum("Dab,Djb->Dja", lam, u))
             offset += levels * q
+        beta_c = x_rest[:, self.rz:]
         beta = beta_c.copy()
         if self.intercept is not None:
             beta[:, self.intercept] -= beta_c @ self.center

@@ -67,17 +67,16 @@ def lower_inverse(chol, n, out):  # pragma: no cover - jit
 
 
 @internal_fastmath
-def forward_rows(chol, b, out):  # pragma: no cover - jit
-    """``out`` = L^-1 b for the leading n x n block of the lower-triangular ``chol``
-    (n = rows of ``out``), by forward substitution over whole rows of ``b``."""
-    n, width = out.shape
+def forward_rows(chol, rows):  # pragma: no cover - jit
+    """``rows`` <- L^-1 ``rows`` in place for the leading n x n block of the
+    lower-triangular ``chol`` (n = rows of ``rows``), by forward substitution over whole
+    rows."""
+    n, width = rows.shape
     for i in range(n):
-        row = out[i]
-        for t in range(width):
-            row[t] = b[i, t]
+        row = rows[i]
         for k in range(i):
             coef = chol[i, k]
-            prev = out[k]
+            prev = rows[k]
             for t in range(width):
                 row[t] -= coef * prev[t]
         d = 1.0 / chol[i, i]
@@ -131,35 +130,33 @@ def _gram_store(base, out, i, k, acc):  # pragma: no cover - jit
 
 
 @internal_fastmath
-def spherical_rows(src, dst, rest, row_at, fac_at, lam):  # pragma: no cover - jit
-    """``dst`` = Lt' ``src`` with Lt = blockdiag_k(I_{m_k} (x) lambda_k, I): each rest
-    level's q_k rows mixed by lambda_k' (packed row-major lower triangles in ``lam``), the
-    rows after the rest blocks copied."""
-    n, width = src.shape
-    for i in range(row_at[rest.shape[0]], n):
-        for t in range(width):
-            dst[i, t] = src[i, t]
+def spherical_rows(rows, rest, row_at, fac_at, lam):  # pragma: no cover - jit
+    """``rows`` <- Lt' ``rows`` in place, Lt = blockdiag_k(I_{m_k} (x) lambda_k, I): each
+    rest level's q_k rows mixed by lambda_k' (packed row-major lower triangles in ``lam``);
+    the rows after the rest blocks stay.  New row a reads old rows a..q_k-1 only, so
+    increasing a works in place."""
+    width = rows.shape[1]
     for k in range(rest.shape[0]):
         qk = rest[k, 1]
         base = fac_at[k]
         for lev in range(rest[k, 0]):
             row0 = row_at[k] + lev * qk
             for a in range(qk):
-                row = dst[row0 + a]
+                row = rows[row0 + a]
                 coef = lam[base + a * qk + a]
-                first = src[row0 + a]
                 for t in range(width):
-                    row[t] = coef * first[t]
+                    row[t] *= coef
                 for b in range(a + 1, qk):
                     coef = lam[base + b * qk + a]
-                    other = src[row0 + b]
+                    other = rows[row0 + b]
                     for t in range(width):
                         row[t] += coef * other[t]
 
 
 def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest_ptr,
                          mu0_ptr, wprior_ptr, chol_ptr, chol_rest_ptr, sigma, g_chol_ptr,
-                         g_rest_ptr, modes_x_ptr, modes_b1_ptr, out_ptr):  # pragma: no cover
+                         g_rest_ptr, modes_x_ptr, modes_b1_ptr, out_ptr, n_noise,
+                         noise_ptr):  # pragma: no cover
     """log p(y | L_first, L_rest, sigma) with C arguments (``callback_abi.KERNEL_SIG``):
     numba compiles this function only as a C callback (``kernel_cfunc.kernel_callback``),
     which its callers reach through its address.
@@ -171,7 +168,13 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
     triangles), ``out`` = [value, d value / d sigma] (value = -inf when the system is
     singular; returns 1 then, else 0) and the conditional modes: ``modes_x`` (r - 1: the
     rest blocks' spherical u, level-major, then beta of the centered X) and ``modes_b1``
-    (m1 x q1: the first block's effects)."""
+    (m1 x q1: the first block's effects).
+
+    Draw mode (``n_noise`` = r - 1 + m1 q1, ``noise`` standard normal): ``modes_x`` and
+    ``modes_b1`` receive one draw from p(u_rest, beta, b1 | G, sigma, y) instead,
+    x = L_a^-T (l + sigma z_x) and u1 = M_j^-1 lam' v_j + sigma L_j^-T z_1j (v_j from the
+    drawn x), and the kernel returns after the value, without gradients (``g_chol``,
+    ``g_rest`` and out[1] untouched).  ``n_noise`` = 0: the modes and gradients."""
     A = carray(a_ptr, (m1, q1, q1))
     C = carray(c_ptr, (r, m1, q1))
     CR = carray(cr_ptr, (r, r))
@@ -183,6 +186,8 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
     modes_x = carray(modes_x_ptr, (r - 1,))
     modes_b1 = carray(modes_b1_ptr, (m1, q1))
     out = carray(out_ptr, (2,))
+    noise = carray(noise_ptr, (n_noise,))
+    drawing = n_noise > 0
     out[0] = -np.inf
     out[1] = 0.0
     rz = r - p - 1
@@ -202,13 +207,18 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
     # Lt' C and Lt' CR Lt: the rest rows in the spherical parametrization,
     # Lt = blockdiag_k(I_{m_k} (x) lambda_k, I_{p+1}); row operations on contiguous rows
     width = m1 * q1
+    # (two r x width work arrays: Cs, and Cs F, then L_a^-1 Cs F in place)
     c_flat = C.reshape((r, width))
-    Cs = np.empty((r, width))
-    spherical_rows(c_flat, Cs, rest, row_at, fac_at, lam_rest)
-    half = np.empty((r, r))
-    spherical_rows(CR, half, rest, row_at, fac_at, lam_rest)
-    CRs = np.empty((r, r))
-    spherical_rows(half.T.copy(), CRs, rest, row_at, fac_at, lam_rest)  # CR symmetric
+    work = c_flat.copy()
+    spherical_rows(work, rest, row_at, fac_at, lam_rest)
+    CRs = CR.copy()
+    spherical_rows(CRs, rest, row_at, fac_at, lam_rest)
+    for i in range(r):  # Lt' CR Lt = (Lt' (Lt' CR)')' and CR is symmetric
+        for k2 in range(i):
+            swap = CRs[i, k2]
+            CRs[i, k2] = CRs[k2, i]
+            CRs[k2, i] = swap
+    spherical_rows(CRs, rest, row_at, fac_at, lam_rest)
     # per level: M_j = lam' A_j lam + I = L_j L_j', F_j = lam L_j^-T (so W_j = F_j F_j')
     l_inv = np.empty((m1, q1, q1))
     fac = np.empty((m1, q1, q1))
@@ -247,7 +257,7 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
             for b in range(q1):
                 acc = 0.0
                 for a in range(q1):
-                    acc += Cs[i, j * q1 + a] * fac[j, a, b]
+                    acc += work[i, j * q1 + a] * fac[j, a, b]
                 cw[i, j * q1 + b] = acc
     schur = np.empty((r, r))
     lower_gram(cw, CRs, schur)
@@ -277,7 +287,7 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
     lower_inverse(chol, ra, inv_la)
     x_rest = np.zeros(ra)
     for k2 in range(ra):
-        coef = chol[r - 1, k2]
+        coef = chol[r - 1, k2] + (sigma * noise[k2] if drawing else 0.0)
         for i in range(k2 + 1):
             x_rest[i] += inv_la[k2, i] * coef
     for i in range(ra):
@@ -318,7 +328,7 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
             acc = 0.0
             for c in range(a + 1):
                 acc += l_inv[j, a, c] * t1[c]
-            t2[a] = acc
+            t2[a] = acc + (sigma * noise[ra + j * q1 + a] if drawing else 0.0)
         for a in range(q1):  # L_j^-T t2
             acc = 0.0
             for c in range(a, q1):
@@ -335,17 +345,27 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
             for c in range(q1):
                 acc -= A[j, a, c] * b1[j, c]
             z1e[j, a] = acc
+    if drawing:
+        out[0] = value
+        return 0
     # H_first = sum_j M_j^-1 + Y_j' S^-1 Y_j with Y_j = Cs_j lam M_j^-1 = (Cs F)_j L_j^-1:
     # = sum_j L_j^-T (I + K_j) L_j^-1, K_j = level j's block of (L_a^-1 Cs F)'(L_a^-1 Cs F)
-    mixed = np.empty((ra, width))
-    forward_rows(chol, cw, mixed)
+    mixed = cw[:ra]
+    forward_rows(chol, mixed)
     gram = np.zeros((m1, q1, q1))
-    for i in range(ra):
-        for j in range(m1):
+    cols = np.empty((q1, ra))
+    for j in range(m1):  # level j's q1 columns of mixed, contiguous, then their inner products
+        for i in range(ra):
             for a in range(q1):
-                ma = mixed[i, j * q1 + a]
-                for b in range(a + 1):
-                    gram[j, a, b] += ma * mixed[i, j * q1 + b]
+                cols[a, i] = mixed[i, j * q1 + a]
+        for a in range(q1):
+            ca = cols[a]
+            for b in range(a + 1):
+                cb = cols[b]
+                acc = 0.0
+                for i in range(ra):
+                    acc += ca[i] * cb[i]
+                gram[j, a, b] = acc
     h_first = np.zeros((q1, q1))
     for j in range(m1):
         for a in range(q1):

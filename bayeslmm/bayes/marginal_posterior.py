@@ -147,12 +147,7 @@ class MarginalPosterior(CovarianceLayout):
                  inv_scale: np.ndarray):
         super().__init__(structure.blocks[0], structure.blocks[1:], priors)
         self.structure = structure
-        self.kernel_arrays = (
-            np.ascontiguousarray(structure.cross_first), np.ascontiguousarray(structure.cross),
-            np.ascontiguousarray(structure.cross_rest),
-            np.ascontiguousarray(structure.rest, dtype=np.int64),
-            np.asarray(mu0, dtype=float), np.asarray(inv_scale, dtype=float) ** 2,
-            float(structure.n))
+        self.kernel_arrays = structure.kernel_arrays(mu0, inv_scale)
         self._packed: np.ndarray | None = None
 
     def logp_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
