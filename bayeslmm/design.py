@@ -426,3 +426,39 @@ def _check_identified(blocks: list[RandomBlock], formula: str) -> None:
                     f"the random-effects columns of {factor!r} ({', '.join(block.terms)}) "
                     f"in formula {formula!r} are collinear (or zero): their variances are "
                     "not identified; drop one")
+            _warn_dependent_within_levels(block)
+
+
+def _warn_dependent_within_levels(block: RandomBlock) -> None:
+    """Warn when a correlated block's columns are linearly dependent inside every level of
+    its factor, typically a slope on a predictor that never varies within a level (a
+    between-item factor with a by-item slope): G is then only partly identified, the REML
+    fit lands anywhere on a ridge and the posterior follows the prior along it."""
+    q = block.q
+    if q < 2 or not block.correlated:
+        return
+    columns = block.columns / np.maximum(np.linalg.norm(block.columns, axis=0), 1e-300)
+    m = len(block.levels)
+    gram = np.empty((m, q, q))
+    for a in range(q):  # per-level Z_j'Z_j without an n x q x q temporary
+        for b in range(a + 1):
+            gram[:, a, b] = gram[:, b, a] = np.bincount(
+                block.codes, weights=columns[:, a] * columns[:, b], minlength=m)
+    eig = np.linalg.eigvalsh(gram)
+    if not (eig[:, 0] <= 1e-10 * np.maximum(eig[:, -1], 1e-300)).all():
+        return
+    counts = np.maximum(np.bincount(block.codes, minlength=m), 1)
+    means = np.stack([np.bincount(block.codes, weights=columns[:, a], minlength=m)
+                      for a in range(q)], axis=1) / counts[:, None]
+    spread = np.abs(columns - means[block.codes]).max(axis=0)
+    constant = [t for t, s, c in zip(block.terms, spread, block.columns.T, strict=True)
+                if s <= 1e-12 and t != "Intercept" and np.ptp(c) > 0]
+    what = (f"the term(s) {constant} take one value within every level of {block.factor!r} "
+            "(between-level predictors)" if constant else
+            f"the columns ({', '.join(block.terms)}) are linearly dependent within every "
+            f"level of {block.factor!r}")
+    warnings.warn(
+        f"In ({' + '.join(block.terms)} | {block.factor}) {what}: their variances and "
+        "correlations are only partly identified (REML may stop anywhere on a ridge; the "
+        "posterior follows the prior along it). Consider dropping those terms from the "
+        f"random part of {block.factor!r}.", UserWarning, stacklevel=4)

@@ -149,3 +149,25 @@ assert set(bayeslmm.__all__) <= set(dir(bayeslmm))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def _crossed_items(between_item: bool) -> pd.DataFrame:
+    subj, item = np.meshgrid(np.arange(12), np.arange(8), indexing="ij")
+    subj, item = subj.ravel(), item.ravel()
+    x = np.where((item % 2 if between_item else (item + subj) % 2) == 0, 1.0, -1.0)
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"subj": subj, "item": item, "x": x, "y": rng.normal(size=subj.size)})
+
+
+def test_slope_constant_within_every_level_warns(sleepstudy):
+    """A by-item slope on a between-item predictor: G of item is only partly identified
+    (the kb07-shaped data had one until round 2 session 6); the warning names the term."""
+    formula = "y ~ x + (1 | subj) + (1 + x | item)"
+    with pytest.warns(UserWarning, match=r"\['x'\] take one value within every level of 'item'"):
+        build_spec(formula, _crossed_items(between_item=True))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_spec(formula, _crossed_items(between_item=False))
+        build_spec("Reaction ~ Days + (Days | Subject)", sleepstudy)

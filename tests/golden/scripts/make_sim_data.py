@@ -52,10 +52,12 @@ def vcomp2(rng: np.random.Generator) -> pd.DataFrame:
 def kb07(rng: np.random.Generator) -> pd.DataFrame:
     subj, item = np.meshgrid(np.arange(56), np.arange(32), indexing="ij")
     subj, item = subj.ravel(), item.ravel()
-    # within-subject and within-item factors, +-1 coded, balanced Latin-square style
-    spkr = np.where((item % 2) == 0, 1.0, -1.0)
-    prec = np.where(((item // 2 + subj) % 2) == 0, 1.0, -1.0)
-    load = np.where(((item // 4 + subj // 2) % 2) == 0, 1.0, -1.0)
+    # within-subject and within-item factors, +-1 coded, balanced Latin-square style (each
+    # factor varies within every subject and within every item, as in kb07; until round 2
+    # session 6 spkr was constant within items, leaving (1 + spkr | item) not identified)
+    spkr = np.where(((item + subj) % 2) == 0, 1.0, -1.0)
+    prec = np.where(((item // 2 + subj // 2) % 2) == 0, 1.0, -1.0)
+    load = np.where(((item // 4 + subj // 4) % 2) == 0, 1.0, -1.0)
     design = np.column_stack([np.ones_like(spkr), spkr, prec, load])
 
     def effects(levels, sds, rho):
