@@ -41,6 +41,11 @@ __all__ = ["MarginalStructure", "fixed_center", "fixed_prior_arrays"]
 
 MAX_REST = 200        # dense r x r Cholesky per gradient
 MAX_CROSS = 4_000_000  # r * m1 * q1 entries held densely
+# conditional draws by the kernel's draw mode from r^2 m1 q1 on: its ~30 us of ctypes
+# overhead a draw loses to numpy's batched products on small systems (sleepstudy, r^2 m1 q1
+# = 324: numpy 0.10 s, kernel 0.17 s for 4,000 draws) and wins on large ones (kb07, 4e6:
+# numpy 4.2 s, kernel 1.1 s)
+KERNEL_DRAW_WORK = 100_000
 
 
 def fixed_center(spec: ModelSpec) -> np.ndarray:
@@ -325,8 +330,9 @@ class MarginalStructure:
             the sampled effects); the statistics involving y are recomputed from them.
         use_kernel : bool, optional
             Draw with the numba kernel's draw mode (threads) instead of numpy.  Default:
-            when this process has loaded the kernel and ``adjusted_y`` is None.  Both read
-            the same normals in the same order, so they give the same draws.
+            when this process has loaded the kernel, ``adjusted_y`` is None and the Schur
+            complement is big enough (``KERNEL_DRAW_WORK``).  Both read the same normals in
+            the same order, so they give the same draws.
 
         Returns
         -------
@@ -341,7 +347,8 @@ class MarginalStructure:
         if use_kernel is None:
             from .kernel_cfunc import kernel_loaded
 
-            use_kernel = adjusted_y is None and kernel_loaded()
+            use_kernel = (adjusted_y is None and kernel_loaded()
+                          and self.r * self.r * self.m1 * self.q1 >= KERNEL_DRAW_WORK)
         if use_kernel and adjusted_y is not None:
             raise ValueError("the kernel draws only for the stored statistics (no adjusted_y)")
         chunk = int(max(1, min(500, 2e7 // (self.r * self.m1 * self.q1), 5e6 // self.n,
