@@ -173,3 +173,23 @@ def test_marginal_sampler_runs_with_slopes_on_both_factors():
     assert np.isfinite(post["r_item"].to_numpy()).all()
     with pytest.raises(ValueError, match="nutpie"):
         model.fit(draws=10, tune=10, chains=1, backend="pymc", sampler="marginal")
+
+
+def test_kernel_draws_say_when_a_draw_fails():
+    """A draw whose system does not factor comes back NaN with a warning, never silently."""
+    from bayeslmm.bayes.kernel_cfunc import kernel_draws
+
+    model = Model(FORMULAS[0], _crossed())
+    structure, (mu0, inv_scale) = model.marginal_parts()
+    rng = np.random.default_rng(5)
+    scale = np.std(structure.spec.y)
+    chol, rest = _factors(structure, rng, scale)
+    draws = 3
+    chols = np.repeat(chol[None], draws, axis=0)
+    chols[1, 0, 0] = np.nan
+    packed = np.repeat(_packed(rest)[None], draws, axis=0)
+    noise = rng.standard_normal((draws, structure.r - 1 + structure.m1 * structure.q1))
+    with pytest.warns(RuntimeWarning, match="1 of 3 draws"):
+        x, b1 = kernel_draws(structure.kernel_arrays(mu0, inv_scale), chols, packed,
+                             np.full(draws, 0.5 * scale), noise)
+    assert np.isnan(x[1]).all() and np.isfinite(x[[0, 2]]).all()

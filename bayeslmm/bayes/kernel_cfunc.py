@@ -21,6 +21,7 @@ import functools
 import os
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -85,7 +86,7 @@ def kernel_draws(arrays, chol_first: np.ndarray, chol_rest: np.ndarray, sigma: n
     Returns
     -------
     x : (D, r - 1) the rest blocks' spherical u (level-major) and centered beta; NaN rows
-        where the system did not factor
+        where the system did not factor (a warning says how many)
     b1 : (D, m1, q1) the first block's effects
     """
     A, C, CR, rest, mu0, wprior, n_obs = arrays
@@ -120,6 +121,11 @@ def kernel_draws(arrays, chol_first: np.ndarray, chol_rest: np.ndarray, sigma: n
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, bounds[:-1], bounds[1:]))
+    failed = int(np.isnan(x[:, :1]).sum())
+    if failed:
+        warnings.warn(f"{failed} of {n_draws} draws of (G, sigma) gave a system that is not "
+                      "positive definite: their beta and random effects are NaN",
+                      RuntimeWarning, stacklevel=3)
     return x, b1
 
 

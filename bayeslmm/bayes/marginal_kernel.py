@@ -352,26 +352,19 @@ def marginal_logp_grad_c(m1, q1, r, p, n_rest, n_obs, a_ptr, c_ptr, cr_ptr, rest
     # = sum_j L_j^-T (I + K_j) L_j^-1, K_j = level j's block of (L_a^-1 Cs F)'(L_a^-1 Cs F)
     mixed = cw[:ra]
     forward_rows(chol, mixed)
-    gram = np.zeros((m1, q1, q1))
+    gram = np.empty((m1, q1, q1))
     cols = np.empty((q1, ra))
-    for j in range(m1):  # level j's q1 columns of mixed, contiguous, then their inner products
+    neg_eye = -np.eye(q1)
+    for j in range(m1):  # level j's q1 columns of mixed, contiguous: -(I + K_j) = -I - cols cols'
         for i in range(ra):
             for a in range(q1):
                 cols[a, i] = mixed[i, j * q1 + a]
-        for a in range(q1):
-            ca = cols[a]
-            for b in range(a + 1):
-                cb = cols[b]
-                acc = 0.0
-                for i in range(ra):
-                    acc += ca[i] * cb[i]
-                gram[j, a, b] = acc
+        lower_gram(cols, neg_eye, gram[j])
     h_first = np.zeros((q1, q1))
     for j in range(m1):
         for a in range(q1):
-            gram[j, a, a] += 1.0
-            for b in range(a):
-                gram[j, b, a] = gram[j, a, b]
+            for b in range(q1):
+                gram[j, a, b] = -gram[j, a, b]
         for a in range(q1):  # tmp = (I + K_j) L_j^-1
             for b in range(q1):
                 acc = 0.0
