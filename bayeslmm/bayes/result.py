@@ -99,8 +99,7 @@ class BayesFit:
         if random is None:
             random = [(g.factor, g.codes, g.columns) for g in self.model.groups]
         for factor, codes, columns in random:
-            r = self._draws(f"r_{factor}")
-            mu = mu + np.einsum("cdnq,nq->cdn", r[:, :, codes, :], columns)
+            mu = mu + _random_part(self._draws(f"r_{factor}"), codes, columns)
         return mu
 
     # -- summaries -----------------------------------------------------------------------
@@ -498,3 +497,19 @@ def _extreme(values: np.ndarray, reduce) -> float:
     entries such as a correlation's diagonal have no R-hat)."""
     values = values[np.isfinite(values)]
     return float(reduce(values)) if values.size else float("nan")
+
+
+def _random_part(effects: np.ndarray, codes: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Z b for every draw, (chain, draw, rows), from effects (chain, draw, levels, q): one
+    sparse product (Z: rows x levels q, the rows' columns at their level's place), not the
+    (chain, draw, rows, q) gather (kb07: 230 MB and 0.25 s per factor)."""
+    from scipy import sparse
+
+    chains, draws, levels, q = effects.shape
+    n = len(codes)
+    z = sparse.csr_matrix(
+        (np.asarray(columns, dtype=float).ravel(),
+         (np.repeat(np.arange(n), q), (np.asarray(codes)[:, None] * q + np.arange(q)).ravel())),
+        shape=(n, levels * q))
+    flat = effects.reshape(chains * draws, levels * q)
+    return np.asarray(z @ flat.T).T.reshape(chains, draws, n)
