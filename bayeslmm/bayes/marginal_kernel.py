@@ -29,21 +29,51 @@ __all__ = ["marginal_logp_grad_c", "cholesky_lower", "lower_inverse", "forward_r
 
 @internal_fastmath
 def cholesky_lower(s, chol):  # pragma: no cover - jit
-    """Lower Cholesky factor of ``s`` into ``chol``; False when not positive definite."""
+    """Lower Cholesky factor of ``s`` into ``chol``; False when not positive definite.
+    Rows four at a time: below the diagonal block each row of the factor already solved
+    serves four inner products."""
     r = s.shape[0]
-    for i in range(r):
-        for j in range(i + 1):
-            acc = s[i, j]
+    i = 0
+    while i < r:
+        rows = min(4, r - i)
+        for j in range(i):  # the block's rows against the rows already factored
+            lj = chol[j]
+            a0 = s[i, j]
+            a1 = s[i + 1, j] if rows > 1 else 0.0
+            a2 = s[i + 2, j] if rows > 2 else 0.0
+            a3 = s[i + 3, j] if rows > 3 else 0.0
+            l0 = chol[i]
+            l1 = chol[i + 1] if rows > 1 else l0
+            l2 = chol[i + 2] if rows > 2 else l0
+            l3 = chol[i + 3] if rows > 3 else l0
             for k in range(j):
-                acc -= chol[i, k] * chol[j, k]
-            if i == j:
-                if acc <= 0.0:
-                    return False
-                chol[i, i] = math.sqrt(acc)
-            else:
-                chol[i, j] = acc / chol[j, j]
-        for j in range(i + 1, r):
-            chol[i, j] = 0.0
+                v = lj[k]
+                a0 -= l0[k] * v
+                a1 -= l1[k] * v
+                a2 -= l2[k] * v
+                a3 -= l3[k] * v
+            d = lj[j]
+            chol[i, j] = a0 / d
+            if rows > 1:
+                chol[i + 1, j] = a1 / d
+            if rows > 2:
+                chol[i + 2, j] = a2 / d
+            if rows > 3:
+                chol[i + 3, j] = a3 / d
+        for ii in range(i, i + rows):  # the diagonal block
+            for j in range(i, ii + 1):
+                acc = s[ii, j]
+                for k in range(j):
+                    acc -= chol[ii, k] * chol[j, k]
+                if ii == j:
+                    if acc <= 0.0:
+                        return False
+                    chol[ii, ii] = math.sqrt(acc)
+                else:
+                    chol[ii, j] = acc / chol[j, j]
+            for j in range(ii + 1, r):
+                chol[ii, j] = 0.0
+        i += rows
     return True
 
 
