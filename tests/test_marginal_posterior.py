@@ -196,14 +196,36 @@ def test_c_callback_matches_its_pieces_called_directly():
     assert post.logp_and_grad(theta)[0] == -np.inf
 
 
+def _three_factors() -> pd.DataFrame:
+    """300 rows, three crossed factors with repeated level pairs, two predictors."""
+    rng = np.random.default_rng(11)
+    n = 300
+    data = pd.DataFrame({"g1": rng.integers(0, 40, n), "g2": rng.integers(0, 8, n),
+                         "g3": rng.integers(0, 6, n), "x": rng.normal(size=n),
+                         "z": rng.normal(size=n)})
+    data["y"] = (2.0 + data.x + rng.normal(0, 0.8, 40)[data.g1] + rng.normal(0, 0.6, 8)[data.g2]
+                 + data.x * rng.normal(0, 0.5, 6)[data.g3] + rng.normal(0, 1.0, n))
+    return data
+
+
+PARTIAL_CASES = [
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+    # two kept blocks (one a slope: non-unit columns), p = 3, repeated level pairs
+    ("three", "y ~ x + z + (1 | g1) + (1 | g2) + (0 + x | g3)"),
+]
+
+
+@pytest.mark.parametrize("case", PARTIAL_CASES, ids=[c[0] for c in PARTIAL_CASES])
 @pytest.mark.parametrize("centered", [True, False])
-def test_partial_posterior_gradient_and_value(centered):
-    """The partial sampler's numba density: finite-difference gradient, and its value equals
-    the numpy partial likelihood + the kept effects' Normal prior + the scale priors (up to a
-    constant)."""
+def test_partial_posterior_gradient_and_value(centered, case):
+    """The partial sampler's numba density (which reads statistics, not rows): finite-
+    difference gradient, and its value equals the numpy partial likelihood of the adjusted
+    rows + the kept effects' Normal prior + the scale priors (up to a constant)."""
     from bayeslmm.bayes.partial_posterior import PartialPosterior
 
-    model = _model("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)")
+    dataset, formula = case
+    model = (Model(formula, _three_factors()) if dataset == "three"
+             else _model(dataset, formula))
     partial = model.partial_structure()
     mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
     post = PartialPosterior(partial, model.priors, mu0, inv_scale,
@@ -238,6 +260,24 @@ def test_partial_posterior_gradient_and_value(centered):
     ours = np.array([post.logp_and_grad(t)[0] for t in thetas])
     ref = np.array([reference(t) for t in thetas])
     np.testing.assert_allclose(ours - ours[0], ref - ref[0], atol=1e-8)
+
+
+def test_kept_statistics_equal_the_adjusted_rows_statistics():
+    """``KeptStatistics.adjusted`` (no pass over the rows) equals the statistics recomputed
+    from y - Z_K r itself, kept blocks of any shape."""
+    model = Model("y ~ x + z + (1 | g1) + (1 + x | g2) + (0 + z | g3)", _three_factors())
+    partial = model.partial_structure()
+    single = partial.single
+    rng = np.random.default_rng(2)
+    effects = [rng.normal(size=(3, b.n_levels, b.q)) for b in partial.kept]
+    y_adj = np.array([model.spec.y - sum(b.z_times(e[d]) for b, e in
+                                         zip(partial.kept, effects, strict=True))
+                      for d in range(3)])
+    stacked = np.concatenate([e.reshape(3, -1) for e in effects], axis=1)
+    cross, cross_rest = partial.kept_statistics.adjusted(single, stacked)
+    ref_cross, ref_rest = single.statistics_of(y_adj)
+    np.testing.assert_allclose(cross, ref_cross, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cross_rest, ref_rest, rtol=1e-12, atol=1e-9)
 
 
 def test_nutpie_failure_is_a_clear_error():

@@ -316,7 +316,7 @@ class MarginalStructure:
     # -- exact conditional draws (numpy) -------------------------------------------------
     def conditional_draws(self, chol_first: np.ndarray, sd_rest: np.ndarray, sigma: np.ndarray,
                           mu0: np.ndarray, inv_scale: np.ndarray, rng: np.random.Generator,
-                          adjusted_y=None, use_kernel: bool | None = None):
+                          statistics=None, use_kernel: bool | None = None):
         """Draw (beta, [b_k]) for every posterior draw from p(beta, b | G, sigma, y).
 
         Parameters
@@ -325,12 +325,13 @@ class MarginalStructure:
         sd_rest : (D, K - 1) SDs of the other blocks per draw (all 1 x 1), or a list of
             (D, q_k, q_k) Cholesky factors, one per other block
         sigma : (D,)
-        adjusted_y : callable, optional
-            ``adjusted_y(slice)`` -> (d, n) responses per draw (the partial sampler's y minus
-            the sampled effects); the statistics involving y are recomputed from them.
+        statistics : callable, optional
+            ``statistics(slice)`` -> (cross (d, r, m1, q1), cross_rest (d, r, r)) per draw
+            in place of the stored ones (the partial sampler's, for y minus the sampled
+            effects: ``partial.KeptStatistics.adjusted``).
         use_kernel : bool, optional
             Draw with the numba kernel's draw mode (threads) instead of numpy.  Default:
-            when this process has loaded the kernel, ``adjusted_y`` is None and the Schur
+            when this process has loaded the kernel, ``statistics`` is None and the Schur
             complement is big enough (``KERNEL_DRAW_WORK``).  Both read the same normals in
             the same order, so they give the same draws.
 
@@ -347,11 +348,11 @@ class MarginalStructure:
         if use_kernel is None:
             from .kernel_cfunc import kernel_loaded
 
-            use_kernel = (adjusted_y is None and kernel_loaded()
+            use_kernel = (statistics is None and kernel_loaded()
                           and self.r * self.r * self.m1 * self.q1 >= KERNEL_DRAW_WORK)
-        if use_kernel and adjusted_y is not None:
-            raise ValueError("the kernel draws only for the stored statistics (no adjusted_y)")
-        chunk = int(max(1, min(500, 2e7 // (self.r * self.m1 * self.q1), 5e6 // self.n,
+        if use_kernel and statistics is not None:
+            raise ValueError("the kernel draws only for the stored statistics")
+        chunk = int(max(1, min(500, 2e7 // (self.r * self.m1 * self.q1),
                                4e6 // (self.r * self.r))))
         arrays = self.kernel_arrays(mu0, inv_scale) if use_kernel else None
         for start in range(0, sigma.shape[0], chunk):
@@ -368,7 +369,7 @@ class MarginalStructure:
                 noise = np.concatenate([noise_x, noise_1.reshape(n_draws, -1)], axis=1)
                 x_rest, b1 = kernel_draws(arrays, chol_first[sl], packed, sigma[sl], noise)
             else:
-                stats = None if adjusted_y is None else self.statistics_of(adjusted_y(sl))
+                stats = None if statistics is None else statistics(sl)
                 x_rest, b1 = self._draw_chunk(chol_first[sl], factors, sigma[sl], mu0,
                                               inv_scale, noise_x, noise_1, stats)
             beta, effects = self._assemble(x_rest, b1, factors, sigma[sl])

@@ -619,17 +619,14 @@ class Model:
         covs = self.block_covariances(posterior)
         chol_first = _draw_cholesky(covs[id(partial.first)])
         sigma = posterior["sigma"].to_numpy().reshape(-1)
-        kept = [(g, posterior[f"r_{g.factor}"].to_numpy().reshape(
-            chains * draws, len(g.levels), -1)) for g in self.groups if g is not first_group]
+        kept = np.concatenate([self._block_draws(posterior, b).reshape(chains * draws, -1)
+                               for b in partial.kept], axis=1)
 
-        def adjusted_y(sl):
-            y = np.broadcast_to(self.spec.y, (len(sigma[sl]), self.spec.n)).copy()
-            for group, r in kept:
-                y -= np.einsum("dnq,nq->dn", r[sl][:, group.codes, :], group.columns)
-            return y
+        def statistics(sl):  # the statistics of y minus the kept effects, per draw
+            return partial.kept_statistics.adjusted(single, kept[sl])
 
         beta, effects = single.conditional_draws(
-            chol_first, np.zeros((len(sigma), 0)), sigma, mu0, inv_scale, rng, adjusted_y)
+            chol_first, np.zeros((len(sigma), 0)), sigma, mu0, inv_scale, rng, statistics)
         coords = {"chain": posterior.chain, "draw": posterior.draw}
         if self.spec.p:
             posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
@@ -640,6 +637,17 @@ class Model:
             effects[0].reshape(chains, draws, *effects[0].shape[1:]),
             dims=("chain", "draw", group.level_dim, group.term_dim),
             coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
+
+    def _block_draws(self, posterior, block) -> np.ndarray:
+        """One block's effects (chain, draw, levels, q) out of its factor's ``r_<factor>``
+        (whose terms are the factor's blocks' columns in ``group.blocks`` order)."""
+        group = next(g for g in self.groups if any(b is block for b in g.blocks))
+        offset = 0
+        for b in group.blocks:
+            if b is block:
+                break
+            offset += b.q
+        return posterior[f"r_{group.factor}"].to_numpy()[..., offset:offset + block.q]
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{g.factor} ({len(g.levels)} levels: {', '.join(g.terms)})"
