@@ -175,16 +175,40 @@ def test_marginal_and_full_samplers_agree(dataset, formula):
         sd_diff > sd_rtol]
 
 
-def test_partial_sampler_agrees_with_marginal():
-    """Penicillin with the plate effects and the intercept integrated out and the sample
+def _three_factor_data() -> pd.DataFrame:
+    """300 rows: g1 (40 levels) x g2 (8) x g3 (6), a random slope of x by g2."""
+    rng = np.random.default_rng(11)
+    n = 300
+    data = pd.DataFrame({"g1": rng.integers(0, 40, n), "g2": rng.integers(0, 8, n),
+                         "g3": rng.integers(0, 6, n), "x": rng.normal(size=n),
+                         "z": rng.normal(size=n)})
+    data["y"] = (2.0 + data.x + rng.normal(0, 0.8, 40)[data.g1] + rng.normal(0, 0.6, 8)[data.g2]
+                 + data.x * rng.normal(0, 0.3, 8)[data.g2] + rng.normal(0, 0.4, 6)[data.g3]
+                 + rng.normal(0, 1.0, n))
+    return data
+
+
+PARTIAL_AGREEMENT = [
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+    # a correlated 2 x 2 kept block (g2) beside a 1 x 1 one, on nutpie
+    ("three", "y ~ x + z + (1 | g1) + (1 + x | g2) + (1 | g3)"),
+]
+
+
+@pytest.mark.parametrize("case", PARTIAL_AGREEMENT, ids=[c[0] for c in PARTIAL_AGREEMENT])
+def test_partial_sampler_agrees_with_marginal(case):
+    """The first factor's effects and the coefficients integrated out and the other blocks'
     effects sampled (the InstEval strategy) against the fully marginal sampler."""
-    model = Model("diameter ~ 1 + (1 | plate) + (1 | sample)", load("penicillin"))
+    dataset, formula = case
+    data = _three_factor_data() if dataset == "three" else load(dataset)
+    model = Model(formula, data)
     kwargs = dict(draws=1000, tune=1000, chains=2, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         partial = model.fit(sampler="partial", random_seed=3, **kwargs)
         marginal = model.fit(sampler="marginal", random_seed=4, **kwargs)
     assert partial.sampler == "partial"
+    assert partial.n_divergent <= 0.005 * 2000
     a, b = partial.summary(include_random=True), marginal.summary(include_random=True)
     mcse = np.sqrt(a["mcse_mean"] ** 2 + b.loc[a.index, "mcse_mean"] ** 2)
     diff = (a["mean"] - b.loc[a.index, "mean"]).abs()

@@ -213,13 +213,15 @@ class Model:
 
     def partial_centered(self) -> dict[str, bool]:
         """Centered or not, per factor NUTS keeps in the partial sampler: centered where the
-        data inform each level well (levels' mean count x REML variance / sigma^2 > 1),
+        data inform each level well (levels' mean count x REML variance / sigma^2 > 1, for
+        the smallest variance of a q x q block),
         unless the user said otherwise in ``centered=``."""
         reml = self.fit_reml()
         out = {}
         for block, cov in zip(reml.blocks, reml.covariances(), strict=True):
             per_level = self.spec.n / block.n_levels
-            informative = per_level * float(np.max(np.diag(cov))) / reml.sigma**2 > 1.0
+            # every column informative (a q x q block with one tiny SD is a funnel centered)
+            informative = per_level * float(np.min(np.diag(cov))) / reml.sigma**2 > 1.0
             out[block.factor] = out.get(block.factor, True) and informative
         out.update(self.centered)
         return out
@@ -400,9 +402,9 @@ class Model:
             (``bayes/residual_marginal.py``) or full, see ``choose_sampler``.
         backend : {"auto", "nutpie", "pymc"}
             Which NUTS runs: ``"nutpie"`` (Rust NUTS; what ``"auto"`` picks) on a numba log
-            density for the marginal sampler and the partial one (when its kept blocks are
-            1 x 1), and on ``pymc_model``'s PyTensor log density for the full one (a
-            low-rank mass matrix for residual structures; ``bayes/full_nutpie.py``), or
+            density for the marginal and partial samplers, and on ``pymc_model``'s PyTensor
+            log density for the full one (a low-rank mass matrix for residual structures;
+            ``bayes/full_nutpie.py``), or
             ``"pymc"`` (``pm.sample``).
             A ``pymc_model`` the user extended always runs on ``pm.sample``.
         log_likelihood : bool, optional
@@ -428,15 +430,12 @@ class Model:
         rng = np.random.default_rng(random_seed)
         chosen = self.choose_sampler(sampler)
         full_on_nutpie = chosen == "full" and not self._extended_by_user()
-        if backend == "nutpie" and not (chosen == "marginal" or full_on_nutpie or (
-                chosen == "partial" and self._partial_on_nutpie())):
-            raise ValueError(f"backend='nutpie' runs the marginal sampler, the full one on the "
-                             f"model as built and the partial one when the kept blocks are "
-                             f"1 x 1; this fit uses the {chosen!r} sampler (pass "
-                             "backend='pymc')")
+        if backend == "nutpie" and not (chosen in ("marginal", "partial") or full_on_nutpie):
+            raise ValueError(f"backend='nutpie' runs the marginal and partial samplers and the "
+                             f"full one on the model as built; this fit uses the {chosen!r} "
+                             "sampler on a PyMC model you extended (pass backend='pymc')")
         cores = cores if cores is not None else min(chains, os.cpu_count() or 1)
-        on_nutpie = backend != "pymc" and (chosen == "marginal" or full_on_nutpie or (
-            chosen == "partial" and self._partial_on_nutpie()))
+        on_nutpie = backend != "pymc" and (chosen in ("marginal", "partial") or full_on_nutpie)
         if on_nutpie and tune < 1:
             raise ValueError("tune must be at least 1 with the nutpie backend (it adapts the "
                              "step size while tuning); pass backend='pymc' for tune=0")
@@ -456,7 +455,7 @@ class Model:
                                   seed=random_seed, progressbar=progressbar, init=init,
                                   **sampler_kwargs)
             return self._finish(raw, chosen, rng, chains, draws, log_likelihood, started)
-        if chosen == "partial" and backend != "pymc" and self._partial_on_nutpie():
+        if chosen == "partial" and backend != "pymc":
             raw = sample_partial(self, draws=draws, tune=tune, chains=chains, cores=cores,
                                  seed=random_seed, progressbar=progressbar, init=init,
                                  **sampler_kwargs)
@@ -512,9 +511,6 @@ class Model:
         fit.sampler = chosen
         fit.warn_diagnostics()
         return fit
-
-    def _partial_on_nutpie(self) -> bool:
-        return all(b.q == 1 for b in self.partial_structure().kept)
 
     # -- the marginal and partial samplers on nutpie ---------------------------------------
     def marginal_posterior(self) -> MarginalPosterior:

@@ -195,15 +195,13 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
     blocks = [partial.first, *partial.kept]
     start = (covariance_start(model, post.covariance, blocks) if init == "reml"
              else prior_start(model, post.covariance))
-    sd_kept = post.covariance.constrain(start)[2][0]
     if init == "reml":
         reml = model.fit_reml()
-        modes = {id(b): e[:, 0] for b, e in zip(reml.blocks, reml.effects, strict=True)}
-        effects = [modes[id(b)] / (1.0 if post.centered[k] else sd_kept[k])
-                   for k, b in enumerate(partial.kept)]
+        modes = {id(b): e for b, e in zip(reml.blocks, reml.effects, strict=True)}
+        effects = [modes[id(b)] for b in partial.kept]
     else:
-        effects = [np.zeros(b.n_levels) for b in partial.kept]
-    start = np.concatenate([start, *effects])
+        effects = [np.zeros((b.n_levels, b.q)) for b in partial.kept]
+    start = np.concatenate([start, post.effects_theta(effects, start)])
 
     def initial_point(chain_rng):
         jitter = chain_rng.uniform(-JITTER, JITTER, start.shape)
@@ -221,11 +219,14 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
                                progressbar=progressbar, **kwargs)
     posterior = covariance_draws(model, post.covariance, blocks, theta)
     shape = theta.shape[:2]
-    for block, values in zip(partial.kept, post.effects(theta.reshape(-1, post.ndim)),
-                             strict=True):
-        group = next(g for g in model.groups if g.factor == block.factor)
+    by_block = {id(b): v for b, v in zip(partial.kept, post.effects(theta.reshape(-1, post.ndim)),
+                                         strict=True)}
+    for group in model.groups:  # a factor's blocks side by side, as its terms
+        if not all(id(b) in by_block for b in group.blocks):
+            continue
+        values = np.concatenate([by_block[id(b)] for b in group.blocks], axis=2)
         posterior[f"r_{group.factor}"] = xr.DataArray(
-            values.reshape(*shape, -1, 1), dims=("chain", "draw", group.level_dim,
-                                                 group.term_dim),
+            values.reshape(*shape, *values.shape[1:]),
+            dims=("chain", "draw", group.level_dim, group.term_dim),
             coords={group.level_dim: group.levels, group.term_dim: group.terms})
     return az.InferenceData(posterior=posterior, sample_stats=stats)

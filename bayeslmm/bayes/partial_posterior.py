@@ -1,11 +1,12 @@
 """The partial sampler's log posterior in numba, for nutpie (large crossed designs).
 
 beta and the largest block's effects are integrated out (``partial.py``); NUTS keeps the
-other blocks' effects, which must be 1 x 1 (InstEval: 1,128 lecturers and 28
-department-by-service effects).  theta is
+other blocks' effects, of any shape q_k x q_k (InstEval: 1,128 lecturers and 28
+department-by-service effects; MixedModels.jl's InstEval model: 14 departments x 2).  theta is
 
-    [log sd of the first block (q1), its CPCs, log sd of each kept block, log sigma,
-     the kept blocks' effects (centered r, or non-centered z with r = sd z, per block)]
+    [log sd of the first block (q1), its CPCs, for each kept block: log sd (q_k), its CPCs;
+     log sigma; the kept blocks' effects level-major (centered r_j, or non-centered z_j
+     with r_j = L_k z_j, per block)]
 
 so its first part has ``MarginalPosterior``'s layout, and ``transform``/``add_priors`` serve
 both.  One gradient reads no rows: the y rows of the sufficient statistics for
@@ -55,14 +56,16 @@ class PartialPosterior:
         self.n_kept = len(self.kept)
         self.ncov = self.covariance.ndim
         self.kept_levels = np.array([b.n_levels for b in self.kept], dtype=np.int64)
-        self.ndim = self.ncov + int(self.kept_levels.sum())
+        self.kept_q = np.array([b.q for b in self.kept], dtype=np.int64)
+        self.ndim = self.ncov + int((self.kept_levels * self.kept_q).sum())
         self.centered = np.array([bool(centered.get(b.factor, False)) for b in self.kept])
         kept_stats = partial.kept_statistics
         from .kernel_cfunc import kernel_callback
 
         self._args = (
             kernel_callback().address, self.q1, self.n_cpc, self.covariance.eta,
-            self.kept_levels, self.centered, self.covariance.family,
+            self.kept_levels, self.covariance.rest_meta, self.covariance.rest_eta,
+            self.centered, self.covariance.family,
             self.covariance.param_a, self.covariance.param_b,
             np.ascontiguousarray(single.cross_first), np.ascontiguousarray(single.cross),
             np.ascontiguousarray(single.cross_rest), np.asarray(mu0, dtype=float),
@@ -76,55 +79,90 @@ class PartialPosterior:
         value = partial_log_posterior(np.asarray(theta, dtype=float), grad, *self._args)
         return value, grad
 
-    def effects(self, theta: np.ndarray) -> list[np.ndarray]:
-        """The kept blocks' effects (D, m_k) for draws ``theta`` (D, ndim)."""
+    def kept_factors(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each kept block's Cholesky factor L_k (D, q_k, q_k) for draws ``theta``."""
         theta = np.asarray(theta, dtype=float).reshape(-1, self.ndim)
-        sd_kept = self.covariance.constrain(theta[:, :self.ncov])[2]
+        blocks, _ = self.covariance.constrain_blocks(theta[:, :self.ncov])
+        return [sd[:, :, None] * corr for sd, corr in blocks[1:]]
+
+    def effects(self, theta: np.ndarray) -> list[np.ndarray]:
+        """The kept blocks' effects (D, m_k, q_k) for draws ``theta`` (D, ndim)."""
+        theta = np.asarray(theta, dtype=float).reshape(-1, self.ndim)
+        factors = self.kept_factors(theta)
         out, start = [], self.ncov
-        for k, levels in enumerate(self.kept_levels):
-            values = theta[:, start:start + levels]
-            out.append(values if self.centered[k] else values * sd_kept[:, k:k + 1])
-            start += levels
+        for k, (levels, q) in enumerate(zip(self.kept_levels, self.kept_q, strict=True)):
+            values = theta[:, start:start + levels * q].reshape(len(theta), levels, q)
+            # non-centered: r_j = L z_j for every level j
+            out.append(values if self.centered[k]
+                       else values @ np.swapaxes(factors[k], 1, 2))
+            start += levels * q
         return out
+
+    def effects_theta(self, effects: list[np.ndarray], theta_cov: np.ndarray) -> np.ndarray:
+        """The effects part of theta for effects [(m_k, q_k)] at covariance part
+        ``theta_cov`` (the inverse of ``effects``; z_j = L^-1 r_j where non-centered)."""
+        full = np.concatenate([theta_cov, np.zeros(self.ndim - self.ncov)])
+        factors = self.kept_factors(full)
+        parts = []
+        for k, values in enumerate(effects):
+            values = np.asarray(values, dtype=float)
+            if not self.centered[k]:
+                values = np.linalg.solve(factors[k][0], values.T).T
+            parts.append(values.reshape(-1))
+        return np.concatenate(parts)
 
 
 @entry
-def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, centered, family,
-                          pa, pb, A, C, CR, mu0, wprior, n, fk_ptr, fk_idx, fk_val, kk_ptr,
-                          kk_idx, kk_val, x_kept, kept_y):  # pragma: no cover - jit
+def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_meta,
+                          kept_eta, centered, family, pa, pb, A, C, CR, mu0, wprior, n, fk_ptr,
+                          fk_idx, fk_val, kk_ptr, kk_idx, kk_val, x_kept,
+                          kept_y):  # pragma: no cover - jit
     """log p(theta | y) + const; fills ``grad``; -inf (zero gradient) off the support.
 
-    ``kernel`` is the kernel callback's address (``kernel_cfunc``); ``C``/``CR`` are the
-    single structure's statistics for y itself, ``fk_*`` and ``kk_*`` the CSR arrays of
-    Z_1'Z_K and Z_K'Z_K, ``x_kept`` = X_c'Z_K and ``kept_y`` = Z_K'y (``KeptStatistics``)."""
+    ``kernel`` is the kernel callback's address (``kernel_cfunc``); ``kept_meta`` (q_k,
+    CPCs_k) and ``kept_eta`` describe the kept blocks' covariance parameters
+    (``CovarianceLayout.rest_meta``/``rest_eta``); ``C``/``CR`` are the single structure's
+    statistics for y itself, ``fk_*`` and ``kk_*`` the CSR arrays of Z_1'Z_K and Z_K'Z_K,
+    ``x_kept`` = X_c'Z_K and ``kept_y`` = Z_K'y (``KeptStatistics``)."""
     p = x_kept.shape[0]
     n_kept = kept_levels.shape[0]
     m1 = A.shape[0]
     r = CR.shape[0]
-    ncov = q1 + ncpc + n_kept + 1
+    ncov = q1 + ncpc + 1
+    n_fac = 0
+    for k in range(n_kept):
+        ncov += kept_meta[k, 0] + kept_meta[k, 1]
+        n_fac += kept_meta[k, 0] * kept_meta[k, 0]
     for i in range(theta.shape[0]):
         grad[i] = 0.0
     w = np.empty((q1, q1))
     chol = np.empty((q1, q1))
-    sd_kept = np.empty(n_kept)   # the kept blocks are 1 x 1: their packed factors are SDs
-    w_kept = np.empty(n_kept)
-    kept_meta = np.zeros((n_kept, 2), dtype=np.int64)
-    for k in range(n_kept):
-        kept_meta[k, 0] = 1
-    kept_eta = np.ones(n_kept)
+    w_kept = np.empty(n_fac)
+    chol_kept = np.empty(n_fac)  # L_k packed row-major, block after block
     sigma, lkj = transform(theta[:ncov], q1, ncpc, eta, kept_meta, kept_eta, w, chol, w_kept,
-                           sd_kept)
-    # the kept effects r
+                           chol_kept)
+    # where each kept block's effects (level-major, q_k per level) and factor start
     starts = np.empty(n_kept + 1, dtype=np.int64)
+    fac_at = np.empty(n_kept + 1, dtype=np.int64)
     starts[0] = ncov
+    fac_at[0] = 0
     for k in range(n_kept):
-        starts[k + 1] = starts[k] + kept_levels[k]
+        qk = kept_meta[k, 0]
+        starts[k + 1] = starts[k] + kept_levels[k] * qk
+        fac_at[k + 1] = fac_at[k] + qk * qk
     effects = theta[ncov:].copy()
     n_eff = effects.shape[0]
-    for k in range(n_kept):
+    for k in range(n_kept):  # non-centered: r_j = L_k z_j
         if not centered[k]:
-            for j in range(starts[k], starts[k + 1]):
-                effects[j - ncov] *= sd_kept[k]
+            qk = kept_meta[k, 0]
+            lk = chol_kept[fac_at[k]:fac_at[k + 1]].reshape((qk, qk))
+            for j in range(kept_levels[k]):
+                at = starts[k] - ncov + j * qk
+                for a in range(qk):
+                    acc = 0.0
+                    for b in range(a + 1):
+                        acc += lk[a, b] * theta[ncov + at + b]
+                    effects[at + a] = acc
     # the statistics of y_adj = y - Z_K r (the y rows of C and CR)
     C_adj = C.copy()
     CR_adj = CR.copy()
@@ -172,24 +210,48 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, cente
             g_eff[fk_idx[at]] -= fk_val[at] * b
     for j in range(n_eff):
         g_eff[j] *= inv_sigma2
-    # the kept effects' prior N(0, sd_k^2), centered or not
-    g_sd = np.zeros(n_kept)
+    # the kept effects' prior N(0, G_k), G_k = L_k L_k', centered or not
+    g_kept = np.zeros(n_fac)
+    s_j = np.empty(q1 + n_fac)   # scratch, at least q_k long
+    t_j = np.empty(q1 + n_fac)
     for k in range(n_kept):
-        sd = sd_kept[k]
-        for j in range(starts[k], starts[k + 1]):
-            t = theta[j]
-            g = g_eff[j - ncov]
+        qk = kept_meta[k, 0]
+        lk = chol_kept[fac_at[k]:fac_at[k + 1]].reshape((qk, qk))
+        gk = g_kept[fac_at[k]:fac_at[k + 1]].reshape((qk, qk))
+        for j in range(kept_levels[k]):
+            at = starts[k] + j * qk          # index into theta
             if centered[k]:
-                value -= 0.5 * t * t / (sd * sd)
-                grad[j] = g - t / (sd * sd)
-                g_sd[k] += t * t / (sd * sd * sd)
+                # s = L^-1 r, t = L^-T s: -|s|^2 / 2, d/dr = -t, d/dL = tril(t s')
+                for a in range(qk):
+                    acc = theta[at + a]
+                    for b in range(a):
+                        acc -= lk[a, b] * s_j[b]
+                    s_j[a] = acc / lk[a, a]
+                for a in range(qk - 1, -1, -1):
+                    acc = s_j[a]
+                    for b in range(a + 1, qk):
+                        acc -= lk[b, a] * t_j[b]
+                    t_j[a] = acc / lk[a, a]
+                for a in range(qk):
+                    value -= 0.5 * s_j[a] * s_j[a]
+                    grad[at + a] = g_eff[at - ncov + a] - t_j[a]
+                    for b in range(a + 1):
+                        gk[a, b] += t_j[a] * s_j[b]
             else:
-                value -= 0.5 * t * t
-                grad[j] = sd * g - t
-                g_sd[k] += t * g
-        if centered[k]:
-            value -= kept_levels[k] * math.log(sd)
-            g_sd[k] -= kept_levels[k] / sd
+                # r = L z: -|z|^2 / 2, d/dz = L' g - z, d/dL = tril(g z')
+                for a in range(qk):
+                    z = theta[at + a]
+                    value -= 0.5 * z * z
+                    acc = -z
+                    for b in range(a, qk):
+                        acc += lk[b, a] * g_eff[at - ncov + b]
+                    grad[at + a] = acc
+                    for b in range(a + 1):
+                        gk[a, b] += g_eff[at - ncov + a] * theta[at + b]
+        if centered[k]:  # -m_k log|L_k|
+            for a in range(qk):
+                value -= kept_levels[k] * math.log(lk[a, a])
+                gk[a, a] -= kept_levels[k] / lk[a, a]
     value += lkj + add_priors(theta[:ncov], grad[:ncov], q1, ncpc, eta, w, g_chol, kept_meta,
-                              kept_eta, w_kept, g_sd, g_sigma, family, pa, pb)
+                              kept_eta, w_kept, g_kept, g_sigma, family, pa, pb)
     return finite_or_reject(value, grad)
