@@ -1,6 +1,6 @@
 """Bayesian InstEval: the whole fit on this machine, one run, printed as a table.
 
-    python benchmarks/bayes_insteval.py [--draws 1000] [--chains 4] [--lme4]
+    python benchmarks/bayes_insteval.py [--draws 1000] [--chains 4] [--lme4] [--dept]
 
 ``y ~ 1 + service + (1|s) + (1|d) + (1|dept:service)`` (73,421 rows, 4,128 random effects)
 with the default sampler (``"partial"`` on nutpie: beta and the 2,972 student effects
@@ -8,7 +8,9 @@ integrated out, NUTS over the covariance parameters and the 1,156 other effects)
 of ``fit()``, peak memory of the process, divergences, worst R-hat, smallest bulk ESS, mean
 leapfrog steps, and each SD's and sigma's posterior mean beside the REML estimate.
 ``--lme4`` also times ``lmer`` (REML) on the same data, for scale: a frequentist fit, not a
-posterior (full NUTS needs ~1,000 steps per draw here).
+posterior (full NUTS needs ~1,000 steps per draw here).  ``--dept`` fits MixedModels.jl's
+InstEval model ``y ~ 1 + service + (1|s) + (1|d) + (1 + service|dept)`` instead: the
+partial sampler keeps the lecturers' effects and a correlated 2 x 2 block per department.
 
 ``--grid`` checks sd(dept:service), the one SD whose posterior mean is far from REML (28
 levels: a skewed posterior), independently of any sampler: the exact marginal likelihood
@@ -28,6 +30,8 @@ import warnings
 import bayeslmm
 
 FORMULA = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)"
+# --dept: MixedModels.jl's InstEval model, a correlated 2 x 2 block per department
+DEPT_FORMULA = "y ~ 1 + service + (1 | s) + (1 | d) + (1 + service | dept)"
 
 LME4 = """
 suppressMessages(library(lme4))
@@ -72,24 +76,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--lme4", action="store_true", help="also time lmer (needs R + lme4)")
     parser.add_argument("--grid", action="store_true", help="grid check of sd(dept:service)")
+    parser.add_argument("--dept", action="store_true",
+                        help=f"fit {DEPT_FORMULA!r} instead (2 x 2 kept block)")
     args = parser.parse_args()
+    formula = DEPT_FORMULA if args.dept else FORMULA
+    if args.dept and args.grid:
+        parser.error("--grid checks sd(dept:service) of the default formula")
     data = bayeslmm.datasets.load("insteval")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        fit = bayeslmm.fit(FORMULA, data, draws=args.draws, tune=args.draws,
+        fit = bayeslmm.fit(formula, data, draws=args.draws, tune=args.draws,
                            chains=args.chains, random_seed=args.seed, progressbar=False)
         wall = time.perf_counter() - start
         diag = fit.diagnostics()
         table = fit.compare_reml()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     steps = float(fit.idata.sample_stats["n_steps"].mean())
-    print(f"InstEval {FORMULA!r}, {args.chains} chains x {args.draws} draws "
+    print(f"InstEval {formula!r}, {args.chains} chains x {args.draws} draws "
           f"(tune {args.draws}), sampler {fit.sampler!r}")
     print(f"fit() wall {wall:.1f} s, peak RSS {peak:.0f} MB, divergences "
           f"{diag['divergences']}, max R-hat {diag['max_rhat']:.3f}, min bulk ESS "
           f"{diag['min_ess_bulk']:.0f}, {steps:.1f} leapfrog steps per draw")
-    rows = table[table["class"].isin(["sd", "sigma"])]
+    rows = table[table["class"].isin(["sd", "cor", "sigma"])]
     print(f"{'parameter':30s} {'REML':>9s} {'post. mean':>10s} {'rel. diff':>9s} "
           f"{'post. sd':>9s}")
     for name, row in rows.iterrows():

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -77,3 +78,18 @@ def assert_draws_match_reml(beta, effects, reml, draws: int, atol_floor: float =
         spread = eff.std(axis=0)
         np.testing.assert_allclose(eff.mean(axis=0), blup,
                                    atol=float(4 * spread.max() / np.sqrt(draws)) + atol_floor)
+
+
+def three_factor_data() -> pd.DataFrame:
+    """300 simulated rows: g1 (40 levels) x g2 (8) x g3 (6) crossed with repeated level
+    pairs, predictors x and z, and a random slope of x by g2 (the partial sampler's tests:
+    g1 integrated out, g2 and g3 kept)."""
+    rng = np.random.default_rng(11)
+    n = 300
+    data = pd.DataFrame({"g1": rng.integers(0, 40, n), "g2": rng.integers(0, 8, n),
+                         "g3": rng.integers(0, 6, n), "x": rng.normal(size=n),
+                         "z": rng.normal(size=n)})
+    data["y"] = (2.0 + data.x + rng.normal(0, 0.8, 40)[data.g1] + rng.normal(0, 0.6, 8)[data.g2]
+                 + data.x * rng.normal(0, 0.3, 8)[data.g2] + rng.normal(0, 0.4, 6)[data.g3]
+                 + rng.normal(0, 1.0, n))
+    return data

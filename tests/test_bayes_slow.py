@@ -16,6 +16,8 @@ import bayeslmm
 from bayeslmm.bayes import LKJ, Flat, HalfStudentT, Model, StudentT
 from bayeslmm.datasets import load
 
+from .conftest import three_factor_data
+
 pytestmark = pytest.mark.slow
 
 # brms 2.18, brm(Reaction ~ Days + (Days | Subject), sleepstudy), default priors:
@@ -175,19 +177,6 @@ def test_marginal_and_full_samplers_agree(dataset, formula):
         sd_diff > sd_rtol]
 
 
-def _three_factor_data() -> pd.DataFrame:
-    """300 rows: g1 (40 levels) x g2 (8) x g3 (6), a random slope of x by g2."""
-    rng = np.random.default_rng(11)
-    n = 300
-    data = pd.DataFrame({"g1": rng.integers(0, 40, n), "g2": rng.integers(0, 8, n),
-                         "g3": rng.integers(0, 6, n), "x": rng.normal(size=n),
-                         "z": rng.normal(size=n)})
-    data["y"] = (2.0 + data.x + rng.normal(0, 0.8, 40)[data.g1] + rng.normal(0, 0.6, 8)[data.g2]
-                 + data.x * rng.normal(0, 0.3, 8)[data.g2] + rng.normal(0, 0.4, 6)[data.g3]
-                 + rng.normal(0, 1.0, n))
-    return data
-
-
 PARTIAL_AGREEMENT = [
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
     # a correlated 2 x 2 kept block (g2) beside a 1 x 1 one, on nutpie
@@ -200,7 +189,7 @@ def test_partial_sampler_agrees_with_marginal(case):
     """The first factor's effects and the coefficients integrated out and the other blocks'
     effects sampled (the InstEval strategy) against the fully marginal sampler."""
     dataset, formula = case
-    data = _three_factor_data() if dataset == "three" else load(dataset)
+    data = three_factor_data() if dataset == "three" else load(dataset)
     model = Model(formula, data)
     kwargs = dict(draws=1000, tune=1000, chains=2, progressbar=False)
     with warnings.catch_warnings():

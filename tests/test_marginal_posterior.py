@@ -19,7 +19,7 @@ from bayeslmm.bayes.kernel_cfunc import marginal_logp_grad  # the C callback, vi
 from bayeslmm.bayes.model import Model
 from bayeslmm.datasets import load
 
-from .conftest import central_differences
+from .conftest import central_differences, three_factor_data
 
 # jitted-only ("internal") helpers: the tests call Python-callable twins of them
 corr_cholesky = entry(unconstrained.corr_cholesky.py_func)
@@ -196,18 +196,6 @@ def test_c_callback_matches_its_pieces_called_directly():
     assert post.logp_and_grad(theta)[0] == -np.inf
 
 
-def _three_factors() -> pd.DataFrame:
-    """300 rows, three crossed factors with repeated level pairs, two predictors."""
-    rng = np.random.default_rng(11)
-    n = 300
-    data = pd.DataFrame({"g1": rng.integers(0, 40, n), "g2": rng.integers(0, 8, n),
-                         "g3": rng.integers(0, 6, n), "x": rng.normal(size=n),
-                         "z": rng.normal(size=n)})
-    data["y"] = (2.0 + data.x + rng.normal(0, 0.8, 40)[data.g1] + rng.normal(0, 0.6, 8)[data.g2]
-                 + data.x * rng.normal(0, 0.5, 6)[data.g3] + rng.normal(0, 1.0, n))
-    return data
-
-
 PARTIAL_CASES = [
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
     # two kept blocks (one a slope: non-unit columns), p = 3, repeated level pairs
@@ -224,7 +212,7 @@ def test_partial_posterior_gradient_and_value(centered, case):
     from bayeslmm.bayes.partial_posterior import PartialPosterior
 
     dataset, formula = case
-    model = (Model(formula, _three_factors()) if dataset == "three"
+    model = (Model(formula, three_factor_data()) if dataset == "three"
              else _model(dataset, formula))
     partial = model.partial_structure()
     mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
@@ -270,7 +258,7 @@ def test_partial_posterior_with_a_correlated_kept_block(centered):
     minus its numpy marginal likelihood (same layout, same priors)."""
     from bayeslmm.bayes.partial_posterior import PartialPosterior
 
-    model = Model("y ~ x + z + (1 | g1) + (1 + x | g2) + (1 | g3)", _three_factors())
+    model = Model("y ~ x + z + (1 | g1) + (1 + x | g2) + (1 | g3)", three_factor_data())
     partial = model.partial_structure()
     assert [b.q for b in partial.kept] == [2, 1] and partial.first.factor == "g1"
     mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
@@ -320,7 +308,7 @@ def test_partial_posterior_with_a_correlated_kept_block(centered):
 def test_kept_statistics_equal_the_adjusted_rows_statistics():
     """``KeptStatistics.adjusted`` (no pass over the rows) equals the statistics recomputed
     from y - Z_K r itself, kept blocks of any shape."""
-    model = Model("y ~ x + z + (1 | g1) + (1 + x | g2) + (0 + z | g3)", _three_factors())
+    model = Model("y ~ x + z + (1 | g1) + (1 + x | g2) + (0 + z | g3)", three_factor_data())
     partial = model.partial_structure()
     single = partial.single
     rng = np.random.default_rng(2)
