@@ -426,18 +426,22 @@ def _check_identified(blocks: list[RandomBlock], formula: str) -> None:
                     f"the random-effects columns of {factor!r} ({', '.join(block.terms)}) "
                     f"in formula {formula!r} are collinear (or zero): their variances are "
                     "not identified; drop one")
-            _warn_dependent_within_levels(block)
+        _warn_dependent_within_levels(group)
 
 
-def _warn_dependent_within_levels(block: RandomBlock) -> None:
-    """Warn when a correlated block's columns are linearly dependent inside every level of
-    its factor, typically a slope on a predictor that never varies within a level (a
-    between-item factor with a by-item slope): G is then only partly identified, the REML
-    fit lands anywhere on a ridge and the posterior follows the prior along it."""
-    q = block.q
-    if q < 2 or not block.correlated:
+def _warn_dependent_within_levels(group: list[RandomBlock]) -> None:
+    """Warn when one factor's random-effect columns (its blocks together: ``(1 + x || g)``
+    is two blocks) are linearly dependent inside every level, typically a slope on a
+    predictor that never varies within a level (a between-item factor with a by-item slope):
+    G is then only partly identified, the REML fit lands anywhere on a ridge and the
+    posterior follows the prior along it."""
+    block = group[0]
+    terms = [t for b in group for t in b.terms]
+    raw = np.column_stack([b.columns for b in group])
+    q = raw.shape[1]
+    if q < 2:
         return
-    columns = block.columns / np.maximum(np.linalg.norm(block.columns, axis=0), 1e-300)
+    columns = raw / np.maximum(np.linalg.norm(raw, axis=0), 1e-300)
     m = len(block.levels)
     gram = np.empty((m, q, q))
     for a in range(q):  # per-level Z_j'Z_j without an n x q x q temporary
@@ -451,14 +455,15 @@ def _warn_dependent_within_levels(block: RandomBlock) -> None:
     means = np.stack([np.bincount(block.codes, weights=columns[:, a], minlength=m)
                       for a in range(q)], axis=1) / counts[:, None]
     spread = np.abs(columns - means[block.codes]).max(axis=0)
-    constant = [t for t, s, c in zip(block.terms, spread, block.columns.T, strict=True)
+    constant = [t for t, s, c in zip(terms, spread, raw.T, strict=True)
                 if s <= 1e-12 and t != "Intercept" and np.ptp(c) > 0]
     what = (f"the term(s) {constant} take one value within every level of {block.factor!r} "
             "(between-level predictors)" if constant else
-            f"the columns ({', '.join(block.terms)}) are linearly dependent within every "
+            f"the columns ({', '.join(terms)}) are linearly dependent within every "
             f"level of {block.factor!r}")
+    bar = "|" if len(group) == 1 else "||"
     warnings.warn(
-        f"In ({' + '.join(block.terms)} | {block.factor}) {what}: their variances and "
+        f"In ({' + '.join(terms)} {bar} {block.factor}) {what}: their variances and "
         "correlations are only partly identified (REML may stop anywhere on a ridge; the "
         "posterior follows the prior along it). Consider dropping those terms from the "
         f"random part of {block.factor!r}.", UserWarning, stacklevel=4)

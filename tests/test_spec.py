@@ -159,10 +159,13 @@ def _crossed_items(between_item: bool) -> pd.DataFrame:
     return pd.DataFrame({"subj": subj, "item": item, "x": x, "y": rng.normal(size=subj.size)})
 
 
-def test_slope_constant_within_every_level_warns(sleepstudy):
+@pytest.mark.parametrize("term", ["(1 + x | item)", "(1 + x || item)",
+                                  "(1 | item) + (0 + x | item)"])
+def test_slope_constant_within_every_level_warns(sleepstudy, term):
     """A by-item slope on a between-item predictor: G of item is only partly identified
-    (the kb07-shaped data had one until round 2 session 6); the warning names the term."""
-    formula = "y ~ x + (1 | subj) + (1 + x | item)"
+    (the kb07-shaped data had one until round 2 session 6); the warning names the term,
+    also when the factor's columns are split over uncorrelated blocks."""
+    formula = f"y ~ x + (1 | subj) + {term}"
     with pytest.warns(UserWarning, match=r"\['x'\] take one value within every level of 'item'"):
         build_spec(formula, _crossed_items(between_item=True))
     import warnings
