@@ -212,6 +212,27 @@ def test_auto_sampler_choice(sleepstudy):
     assert insteval.partial_centered() == {"s": True, "d": True, "dept:service": True}
 
 
+def test_partial_sampler_with_a_correlated_kept_block_runs_on_nutpie(monkeypatch):
+    """A 2 x 2 kept block (issue 10: never PyMC's Python loop for the partial sampler):
+    the default backend samples it with nutpie, and the kept factor's draws come back with
+    both terms."""
+    import pymc as pm
+
+    from .conftest import three_factor_data
+
+    def no_pymc(*args, **kwargs):
+        raise AssertionError("pm.sample called")
+
+    monkeypatch.setattr(pm, "sample", no_pymc)
+    model = Model("y ~ x + (1 | g1) + (1 + x | g2) + (1 | g3)", three_factor_data())
+    fit = model.fit(sampler="partial", draws=30, tune=30, chains=1, random_seed=2,
+                    progressbar=False)
+    assert fit.sampler == "partial"
+    assert fit.posterior["r_g2"].shape == (1, 30, 8, 2)
+    assert fit.posterior["cor_g2"].shape == (1, 30, 2, 2)
+    assert fit.posterior["r_g1"].shape == (1, 30, 40, 1)
+
+
 def test_user_extended_model_is_sampled_in_full(sleepstudy):
     import pymc as pm
 
