@@ -11,7 +11,7 @@ That is the single-block case of ``MarginalStructure`` (r = p + 1) with the stat
 involving y recomputed from y_adj at every step, and
 d/d y_adj = -(y_adj - X beta_hat - Z_1 b_hat_1) / sigma^2 (the residual at the conditional
 modes).  Neither needs a pass over the rows: with Z_K = [Z_2 .. Z_K] and r the kept
-effects stacked, the core's statistics (``core/statistics.py``) give
+effects stacked, cross products of the blocks' sparse Z (``KeptStatistics``) give
 
     Z_1'y_adj = Z_1'y - (Z_1'Z_K) r,    X'y_adj = X'y - (X'Z_K) r,
     y_adj'y_adj = y'y - 2 r'Z_K'y + r'(Z_K'Z_K) r,
@@ -30,7 +30,6 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from ..core.statistics import cross_products
 from ..spec import ModelSpec
 from .marginal import MarginalStructure
 
@@ -50,13 +49,15 @@ class KeptStatistics:
 
     @classmethod
     def of(cls, partial: PartialStructure) -> KeptStatistics:
+        """By sparse products of the blocks' Z (O(non-zeros); the core's accumulator holds
+        R'R dense, M x M, which the factors this sampler is for need not fit)."""
         spec, single = partial.spec, partial.single
-        stats = cross_products(spec, spec.block_order(), x_center=single.center)
-        n_kept = sum(b.n_effects for b in partial.kept)
-        first_kept = _csr(stats.cross[:n_kept].T.tocsr())
-        kept_kept = _csr(sp.csr_matrix(stats.rest[:n_kept, :n_kept]))
-        x_kept = np.ascontiguousarray(stats.rest[n_kept:n_kept + spec.p, :n_kept])
-        kept_y = np.ascontiguousarray(stats.rest[n_kept + spec.p, :n_kept])
+        z_first = partial.first.sparse_z().tocsc()
+        z_kept = sp.hstack([b.sparse_z() for b in partial.kept], format="csc")
+        first_kept = _csr(z_first.T @ z_kept)
+        kept_kept = _csr(z_kept.T @ z_kept)
+        x_kept = np.ascontiguousarray(np.asarray(z_kept.T @ single.xc).T)
+        kept_y = np.ascontiguousarray(np.asarray(z_kept.T @ spec.y, dtype=float))
         return cls(first_kept, kept_kept, x_kept, kept_y)
 
     def adjusted(self, single: MarginalStructure, effects: np.ndarray):
