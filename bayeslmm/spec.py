@@ -19,7 +19,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["GroupingKey", "RandomBlock", "ModelSpec", "level_text"]
+__all__ = ["GroupingKey", "RandomBlock", "ModelSpec", "level_text", "sparse_design"]
+
+
+def sparse_design(codes: np.ndarray, columns: np.ndarray, n_levels: int,
+                  fmt: str = "csr") -> sp.spmatrix:
+    """A random-effects design Z as a sparse rows x (n_levels * q) matrix in format ``fmt``:
+    row i holds its q ``columns`` at its level's place, columns level-major (level j's q
+    columns are ``j*q .. j*q + q - 1``).  Never dense."""
+    columns = np.asarray(columns, dtype=float)
+    n, q = columns.shape
+    rows = np.repeat(np.arange(n), q)
+    cols = (np.asarray(codes)[:, None] * q + np.arange(q)[None, :]).ravel()
+    return sp.coo_matrix((columns.ravel(), (rows, cols)),
+                         shape=(n, n_levels * q)).asformat(fmt)
 
 
 @dataclass
@@ -126,14 +139,8 @@ class RandomBlock:
         return self.n_levels * self.q
 
     def sparse_z(self) -> sp.csc_matrix:
-        """Z as a sparse n x (n_levels * q) matrix, columns level-major (level j's q
-        columns are ``j*q .. j*q + q - 1``)."""
-        n, q = self.columns.shape
-        rows = np.repeat(np.arange(n), q)
-        cols = (self.codes[:, None] * q + np.arange(q)[None, :]).ravel()
-        return sp.csc_matrix(
-            (self.columns.ravel(), (rows, cols)), shape=(n, self.n_effects)
-        )
+        """Z as a sparse n x (n_levels * q) matrix (``sparse_design``)."""
+        return sparse_design(self.codes, self.columns, self.n_levels, "csc")
 
     def z_times(self, effects: np.ndarray) -> np.ndarray:
         """Z b for effects given as an (n_levels, q) array (or (..., n_levels, q))."""

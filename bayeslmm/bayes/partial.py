@@ -52,7 +52,7 @@ class KeptStatistics:
         """By sparse products of the blocks' Z (O(non-zeros); the core's accumulator holds
         R'R dense, M x M, which the factors this sampler is for need not fit)."""
         spec, single = partial.spec, partial.single
-        z_first = partial.first.sparse_z().tocsc()
+        z_first = partial.first.sparse_z()
         z_kept = sp.hstack([b.sparse_z() for b in partial.kept], format="csc")
         first_kept = _csr(z_first.T @ z_kept)
         kept_kept = _csr(z_kept.T @ z_kept)

@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from ..newdata import new_data_design, new_data_offset
+from ..spec import sparse_design
 from .builder import cor_dims, cor_name, public_names
 from .diagnostics import rhat_and_ess
 
@@ -503,13 +504,7 @@ def _random_part(effects: np.ndarray, codes: np.ndarray, columns: np.ndarray) ->
     """Z b for every draw, (chain, draw, rows), from effects (chain, draw, levels, q): one
     sparse product (Z: rows x levels q, the rows' columns at their level's place), not the
     (chain, draw, rows, q) gather (kb07: 230 MB and 0.25 s per factor)."""
-    from scipy import sparse
-
     chains, draws, levels, q = effects.shape
-    n = len(codes)
-    z = sparse.csr_matrix(
-        (np.asarray(columns, dtype=float).ravel(),
-         (np.repeat(np.arange(n), q), (np.asarray(codes)[:, None] * q + np.arange(q)).ravel())),
-        shape=(n, levels * q))
+    z = sparse_design(codes, columns, levels)
     flat = effects.reshape(chains * draws, levels * q)
-    return np.asarray(z @ flat.T).T.reshape(chains, draws, n)
+    return np.asarray(z @ flat.T).T.reshape(chains, draws, len(codes))

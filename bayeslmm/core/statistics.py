@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..spec import ModelSpec, RandomBlock
+from ..spec import ModelSpec, RandomBlock, sparse_design
 
 __all__ = ["CrossProducts", "StatisticsAccumulator", "cross_products", "CHUNK_ROWS"]
 
@@ -40,13 +40,6 @@ class CrossProducts:
     @property
     def r(self) -> int:
         return self.rest.shape[0]
-
-
-def _chunk_z(codes: np.ndarray, columns: np.ndarray, n_levels: int) -> sp.csr_matrix:
-    n, q = columns.shape
-    rows = np.repeat(np.arange(n), q)
-    cols = (codes[:, None] * q + np.arange(q)[None, :]).ravel()
-    return sp.csr_matrix((columns.ravel(), (rows, cols)), shape=(n, n_levels * q))
 
 
 class StatisticsAccumulator:
@@ -81,8 +74,8 @@ class StatisticsAccumulator:
                                                    minlength=m1)
                 if b != a:
                     self.first[:, b, a] = self.first[:, a, b]
-        z1 = _chunk_z(c1, z1cols, m1)
-        parts = [_chunk_z(np.asarray(c), np.asarray(z, dtype=float), m)
+        z1 = sparse_design(c1, z1cols, m1)
+        parts = [sparse_design(c, z, m)
                  for c, z, (m, _q) in zip(codes[1:], columns[1:], self.shapes[1:],
                                           strict=True)]
         xy = np.column_stack([np.asarray(X, dtype=float).reshape(len(y), self.p),
