@@ -56,7 +56,7 @@ class PartialPosterior:
         self.n_kept = len(self.kept)
         self.ncov = self.covariance.ndim
         self.kept_levels = np.array([b.n_levels for b in self.kept], dtype=np.int64)
-        self.kept_q = np.array([b.q for b in self.kept], dtype=np.int64)
+        self.kept_q = np.array(self.covariance.rest_q, dtype=np.int64)
         self.ndim = self.ncov + int((self.kept_levels * self.kept_q).sum())
         self.centered = np.array([bool(centered.get(b.factor, False)) for b in self.kept])
         kept_stats = partial.kept_statistics
@@ -80,8 +80,9 @@ class PartialPosterior:
         return value, grad
 
     def kept_factors(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Each kept block's Cholesky factor L_k (D, q_k, q_k) for draws ``theta``."""
-        theta = np.asarray(theta, dtype=float).reshape(-1, self.ndim)
+        """Each kept block's Cholesky factor L_k (D, q_k, q_k) for draws ``theta`` (D, n)
+        whose first ``ncov`` entries are the covariance part (n = ncov or ndim)."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
         blocks, _ = self.covariance.constrain_blocks(theta[:, :self.ncov])
         return [sd[:, :, None] * corr for sd, corr in blocks[1:]]
 
@@ -101,8 +102,7 @@ class PartialPosterior:
     def effects_theta(self, effects: list[np.ndarray], theta_cov: np.ndarray) -> np.ndarray:
         """The effects part of theta for effects [(m_k, q_k)] at covariance part
         ``theta_cov`` (the inverse of ``effects``; z_j = L^-1 r_j where non-centered)."""
-        full = np.concatenate([theta_cov, np.zeros(self.ndim - self.ncov)])
-        factors = self.kept_factors(full)
+        factors = self.kept_factors(theta_cov)
         parts = []
         for k, values in enumerate(effects):
             values = np.asarray(values, dtype=float)
