@@ -45,6 +45,19 @@ def _model(dataset, formula, priors=None) -> Model:
     return Model(formula, data, priors=priors)
 
 
+def _pivoted(model: Model):
+    """The model's marginal posterior with every other SD on the softplus coordinate
+    (pivot = sd(y) / 4), whatever its REML fit says."""
+    from bayeslmm.bayes.marginal_posterior import MarginalPosterior
+
+    structure, arrays = model.marginal_parts()
+    n_sd = structure.q1 + sum(b.q for b in structure.blocks[1:])
+    pivots = np.where(np.arange(n_sd) % 2 == 0, np.std(structure.spec.y) / 4, 0.0)
+    post = MarginalPosterior(structure, model.priors, *arrays, pivots)
+    assert post.pivot[0] > 0 and post.pivot[-1] == 0
+    return post
+
+
 def _random_theta(post, rng) -> np.ndarray:
     scale = np.log(np.std(post.structure.spec.y))
     theta = rng.normal(0, 0.5, post.ndim)
@@ -79,9 +92,11 @@ def test_kernel_matches_numpy_reference(dataset, formula):
         np.testing.assert_allclose(modes_b1, b1, rtol=1e-8, atol=1e-9 * scale)
 
 
+@pytest.mark.parametrize("pivoted", [False, True], ids=["log", "softplus"])
 @pytest.mark.parametrize("dataset, formula", [*CASES, ("3x3", "y ~ f + (f | g)")])
-def test_gradient_matches_finite_differences(dataset, formula):
-    post = _model(dataset, formula).marginal_posterior()
+def test_gradient_matches_finite_differences(dataset, formula, pivoted):
+    model = _model(dataset, formula)
+    post = _pivoted(model) if pivoted else model.marginal_posterior()
     rng = np.random.default_rng(1)
     for _ in range(2):
         theta = _random_theta(post, rng)
@@ -91,15 +106,19 @@ def test_gradient_matches_finite_differences(dataset, formula):
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
 
 
-def _reference_log_posterior(model, theta) -> float:
-    """numpy likelihood + scipy prior densities + log Jacobians, for a 2 x 2 first block."""
-    post = model.marginal_posterior()
+def _reference_log_posterior(model, post, theta) -> float:
+    """numpy likelihood + scipy prior densities + log Jacobians, for a 2 x 2 first block;
+    an SD with pivot c is c log(1 + e^u) (Jacobian c e^u / (1 + e^u)), else e^u."""
     structure, (mu0, inv_scale) = model.marginal_parts()
     first = structure.blocks[0]
-    sd = np.exp(theta[:2])
+    u = np.r_[theta[:2], theta[3:3 + post.n_rest]]
+    c = post.pivot[:-1]
+    soft = c > 0
+    sds = np.where(soft, c * np.log1p(np.exp(u)), np.exp(u))
+    log_jac = np.where(soft, np.log(np.where(soft, c, 1.0)) + u - np.log1p(np.exp(u)), u)
+    sd, sd_rest = sds[:2], sds[2:]
     r = np.tanh(theta[2])
     chol = np.diag(sd) @ np.linalg.cholesky(np.array([[1, r], [r, 1]]))
-    sd_rest = np.exp(theta[3:3 + post.n_rest])
     sigma = np.exp(theta[-1])
     value = structure.logp_and_grad(chol, sd_rest, sigma, mu0, inv_scale)[0]
     priors = [model.priors.sd[first.factor][t] for t in first.terms]
@@ -110,7 +129,8 @@ def _reference_log_posterior(model, theta) -> float:
                 "HalfCauchy": lambda p: stats.halfcauchy(scale=p.beta),
                 "Exponential": lambda p: stats.expon(scale=1 / p.lam)}
     for prior, s in zip(priors, [*sd, *sd_rest, sigma], strict=True):
-        value += scipy_of[type(prior).__name__](prior).logpdf(s) + np.log(s)  # + Jacobian
+        value += scipy_of[type(prior).__name__](prior).logpdf(s)
+    value += log_jac.sum() + theta[-1]  # the SDs' and sigma's Jacobians
     eta = model.priors.cor[first.factor].eta
     value += (eta - 1) * np.log1p(-r * r) + np.log1p(-r * r)  # LKJ(eta) on r, dr/dy
     return value
@@ -121,13 +141,14 @@ def _reference_log_posterior(model, theta) -> float:
     {"sd": bayeslmm.HalfNormal(20), "sigma": bayeslmm.Exponential(0.05), "cor": bayeslmm.LKJ(2)},
     {"sd": bayeslmm.HalfCauchy(10), "Days": bayeslmm.Flat()},
 ])
-def test_log_posterior_is_likelihood_plus_priors(priors):
+@pytest.mark.parametrize("pivoted", [False, True], ids=["log", "softplus"])
+def test_log_posterior_is_likelihood_plus_priors(priors, pivoted):
     model = _model("sleepstudy", "Reaction ~ Days + (Days | Subject)", priors)
-    post = model.marginal_posterior()
+    post = _pivoted(model) if pivoted else model.marginal_posterior()
     rng = np.random.default_rng(2)
     thetas = [_random_theta(post, rng) for _ in range(4)]
     ours = np.array([post.logp_and_grad(t)[0] for t in thetas])
-    ref = np.array([_reference_log_posterior(model, t) for t in thetas])
+    ref = np.array([_reference_log_posterior(model, post, t) for t in thetas])
     np.testing.assert_allclose(ours - ours[0], ref - ref[0], atol=1e-8)  # same up to a constant
 
 
@@ -161,7 +182,7 @@ def test_c_callback_matches_its_pieces_called_directly():
     from bayeslmm.bayes import posterior_terms as mp
     from bayeslmm.bayes.marginal_cfunc import LOGP_CFUNC
 
-    post = _model("pastes", "strength ~ 1 + (1 | batch/cask)").marginal_posterior()
+    post = _pivoted(_model("pastes", "strength ~ 1 + (1 | batch/cask)"))
     data = post.packed()
     theta = _random_theta(post, np.random.default_rng(3))
     grad, logp = np.zeros(post.ndim), np.zeros(1)
@@ -174,7 +195,8 @@ def test_c_callback_matches_its_pieces_called_directly():
     w, chol = np.empty((q1, q1)), np.empty((q1, q1))
     w_rest, chol_rest = np.empty(n_fac), np.empty(n_fac)
     sigma, lkj = entry(mp.transform.py_func)(theta, q1, post.n_cpc, post.eta, post.rest_meta,
-                                             post.rest_eta, w, chol, w_rest, chol_rest)
+                                             post.rest_eta, w, chol, w_rest, chol_rest,
+                                             post.pivot)
     g_chol, g_rest = np.zeros((q1, q1)), np.zeros(n_fac)
     structure = post.structure
     value, g_sigma = marginal_logp_grad(chol, chol_rest, sigma, *post.kernel_arrays, g_chol, g_rest,
@@ -184,7 +206,7 @@ def test_c_callback_matches_its_pieces_called_directly():
     value += lkj + entry(mp.add_priors.py_func)(theta, ref_grad, q1, post.n_cpc, post.eta, w,
                                                 g_chol, post.rest_meta, post.rest_eta, w_rest,
                                                 g_rest, g_sigma, post.family, post.param_a,
-                                                post.param_b)
+                                                post.param_b, post.pivot)
     assert code == 0
     assert logp[0] == pytest.approx(value, rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-12)
@@ -196,6 +218,40 @@ def test_c_callback_matches_its_pieces_called_directly():
     assert post.logp_and_grad(theta)[0] == -np.inf
 
 
+def test_sd_coordinates_invert_and_pivots_follow_the_units():
+    """u <-> s on both coordinates (large and tiny s / c included), and the pivot rule: an
+    SD whose REML estimate is below its noise scale gets PIVOT_FRACTION x that scale, in the
+    data's units (y x 1e4: pivots x 1e4)."""
+    pivot = np.array([0.0, 2.0, 2.0, 2.0, 1e-3])
+    sd = np.array([3.0, 1e-9, 5.0, 500.0, 7.0])
+    u = unconstrained.u_from_sd(sd, pivot)
+    np.testing.assert_allclose(unconstrained.sd_from_u(u, pivot), sd, rtol=1e-12)
+    assert u[0] == pytest.approx(np.log(3.0)) and u[3] == pytest.approx(250.0)
+    sd_of = entry(unconstrained.sd_of.py_func)
+    jacobian = entry(unconstrained.sd_log_jacobian.py_func)
+    for x in (-40.0, -3.0, 0.5, 40.0):
+        for c in (0.0, 2.0):
+            step = 1e-6 * max(1.0, abs(x))
+            slope = (sd_of(x + step, c) - sd_of(x - step, c)) / (2 * step)
+            log_jac, d_log_jac, ds_du = jacobian(x, c)
+            assert ds_du == pytest.approx(slope, rel=1e-6)
+            assert log_jac == pytest.approx(np.log(slope), rel=1e-6, abs=1e-9)
+            curve = (np.log(jacobian(x + step, c)[2]) - np.log(jacobian(x - step, c)[2]))
+            assert d_log_jac == pytest.approx(curve / (2 * step), rel=1e-5, abs=1e-9)
+    data = three_factor_data()
+    formula = "y ~ x + z + (1 | g1) + (1 + x | g2) + (1 | g3)"
+    pivots = Model(formula, data).marginal_posterior().pivot
+    scaled = data.assign(y=data.y * 1e4)
+    np.testing.assert_allclose(Model(formula, scaled).marginal_posterior().pivot,
+                               pivots * 1e4, rtol=1e-6)
+    # only g2's slope: its REML SD (0.154) is just under its noise scale (0.159)
+    assert list(pivots > 0) == [False, False, True, False, False]
+    assert pivots[2] == pytest.approx(unconstrained.PIVOT_FRACTION * 0.159, rel=0.05)
+    np.testing.assert_array_equal(
+        unconstrained.sd_pivots(np.array([0.0, 1.0, 3.0, 1.0]), np.array([2.0, 2.0, 2.0, 0.0])),
+        [0.5, 0.5, 0.0, 0.0])
+
+
 PARTIAL_CASES = [
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
     # two kept blocks (one a slope: non-unit columns), p = 3, repeated level pairs
@@ -204,8 +260,8 @@ PARTIAL_CASES = [
 
 
 @pytest.mark.parametrize("case", PARTIAL_CASES, ids=[c[0] for c in PARTIAL_CASES])
-@pytest.mark.parametrize("centered", [True, False])
-def test_partial_posterior_gradient_and_value(centered, case):
+@pytest.mark.parametrize("centered, pivoted", [(True, False), (False, False), (True, True)])
+def test_partial_posterior_gradient_and_value(centered, pivoted, case):
     """The partial sampler's numba density (which reads statistics, not rows): finite-
     difference gradient, and its value equals the numpy partial likelihood of the adjusted
     rows + the kept effects' Normal prior + the scale priors (up to a constant)."""
@@ -216,8 +272,10 @@ def test_partial_posterior_gradient_and_value(centered, case):
              else _model(dataset, formula))
     partial = model.partial_structure()
     mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
+    n_sd = 1 + len(partial.kept)
+    pivots = np.where(np.arange(n_sd) % 2 == 0, np.std(model.spec.y) / 4, 0.0) * pivoted
     post = PartialPosterior(partial, model.priors, mu0, inv_scale,
-                            {b.factor: centered for b in partial.kept})
+                            {b.factor: centered for b in partial.kept}, pivots)
     rng = np.random.default_rng(4)
     thetas = []
     for _ in range(3):
@@ -242,8 +300,11 @@ def test_partial_posterior_gradient_and_value(centered, case):
         priors = [model.priors.sd[b.factor][b.terms[0]] for b in [partial.first, *partial.kept]]
         for prior, s in zip(priors + [model.priors.sigma],
                             [*sd_first[0], *sd_kept[0], sigma[0]], strict=True):
-            value += stats.t(prior.nu, scale=prior.sigma).logpdf(s) + np.log(s)
-        return value
+            value += stats.t(prior.nu, scale=prior.sigma).logpdf(s)
+        u = theta[[0, *range(1, n_sd), post.ncov - 1]]  # every block here is 1 x 1
+        c = np.r_[pivots, 0.0]
+        return value + np.where(c > 0, np.log(np.where(c > 0, c, 1.0)) + u - np.log1p(np.exp(u)),
+                                u).sum()  # the SDs' Jacobians
 
     ours = np.array([post.logp_and_grad(t)[0] for t in thetas])
     ref = np.array([reference(t) for t in thetas])
@@ -262,9 +323,9 @@ def test_partial_posterior_with_a_correlated_kept_block(centered):
     partial = model.partial_structure()
     assert [b.q for b in partial.kept] == [2, 1] and partial.first.factor == "g1"
     mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
-    post = PartialPosterior(partial, model.priors, mu0, inv_scale,
-                            {b.factor: centered for b in partial.kept})
     marginal = model.marginal_posterior()
+    post = PartialPosterior(partial, model.priors, mu0, inv_scale,
+                            {b.factor: centered for b in partial.kept}, marginal.pivot[:-1])
     structure = marginal.structure
     assert marginal.ndim == post.ncov
     rng = np.random.default_rng(5)

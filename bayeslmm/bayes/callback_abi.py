@@ -16,7 +16,7 @@ The buffer (``pack``) is float64 with integer fields stored as int64 bit pattern
                            eta, n_obs (float64)
     body: A (m1 q1 q1), C (r m1 q1), CR (r r), rest (n_rest x 2 int64: levels, columns),
           rest_meta (n_rest x 2 int64: columns, CPCs), rest_eta (n_rest), mu0, wprior,
-          scale-prior family codes (int64), first and second parameters
+          scale-prior family codes (int64), first and second parameters, SD pivots
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def pack(post, kernel_address: int) -> np.ndarray:
     r, p = cross_rest.shape[0], len(mu0)
     parts = [cross_first.ravel(), cross.ravel(), cross_rest.ravel(), rest.ravel(),
              post.rest_meta.ravel(), post.rest_eta, mu0, wprior, post.family, post.param_a,
-             post.param_b]
+             post.param_b, post.pivot]
     size = HEADER + sum(part.size for part in parts)
     buf = np.zeros(size)
     ints = buf.view(np.int64)
@@ -71,7 +71,7 @@ def pack(post, kernel_address: int) -> np.ndarray:
 @internal
 def unpack(data_ptr):  # pragma: no cover - jit
     """Views of the buffer ``pack`` wrote: (q1, n_cpc, n_rest, kernel address, eta, n_obs,
-    A, C, CR, rest, rest_meta, rest_eta, mu0, wprior, family, pa, pb)."""
+    A, C, CR, rest, rest_meta, rest_eta, mu0, wprior, family, pa, pb, pivot)."""
     size = carray(data_ptr, (1,), np.int64)[0]
     buf = carray(data_ptr, (size,), np.float64)
     ints = carray(data_ptr, (size,), np.int64)
@@ -100,8 +100,9 @@ def unpack(data_ptr):  # pragma: no cover - jit
     family = ints[at:at + n_scale]
     pa = buf[at + n_scale:at + 2 * n_scale]
     pb = buf[at + 2 * n_scale:at + 3 * n_scale]
+    pivot = buf[at + 3 * n_scale:at + 4 * n_scale]
     return (q1, ncpc, kernel, eta, n_obs, a, c, cr, rest, rest_meta, rest_eta, mu0, wprior,
-            family, pa, pb)
+            family, pa, pb, pivot)
 
 
 def address_caller(c_signature):

@@ -24,7 +24,7 @@ __all__ = ["LOGP_CFUNC", "EXPAND_CFUNC"]
 @cfunc(LOGP_SIG, cache=True, error_model="numpy")
 def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - jit
     (q1, ncpc, kernel, eta, n_obs, a, c, cr, rest, rest_meta, rest_eta, mu0, wprior, family,
-     pa, pb) = unpack(data_ptr)
+     pa, pb, pivot) = unpack(data_ptr)
     m1, r = a.shape[0], cr.shape[0]
     n_fac = 0
     for k in range(rest.shape[0]):
@@ -37,7 +37,7 @@ def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - 
     w_rest = np.empty(n_fac)
     chol_rest = np.empty(n_fac)
     sigma, lkj = transform(theta, q1, ncpc, eta, rest_meta, rest_eta, w, chol, w_rest,
-                           chol_rest)
+                           chol_rest, pivot)
     g_chol = np.zeros((q1, q1))
     g_rest = np.zeros(n_fac)
     modes_x = np.empty(r - 1)
@@ -50,7 +50,8 @@ def LOGP_CFUNC(dim, x_ptr, grad_ptr, logp_ptr, data_ptr):  # pragma: no cover - 
         logp[0] = -np.inf
         return 4
     value += lkj + add_priors(theta, grad, q1, ncpc, eta, w, g_chol, rest_meta, rest_eta,
-                              w_rest, g_rest, g_sigma, family, pa, pb)
+                              w_rest, g_rest, g_sigma, family, pa, pb,
+                              pivot)
     logp[0] = finite_or_reject(value, grad)
     return 0 if np.isfinite(logp[0]) else 4
 

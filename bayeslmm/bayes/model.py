@@ -36,6 +36,7 @@ from .residual_terms import (
     residual_names,
     residual_start,
 )
+from .unconstrained import sd_pivots
 
 if TYPE_CHECKING:  # result.py imports ArviZ: on first use, after a cold kernel compile starts
     from .result import BayesFit
@@ -356,6 +357,20 @@ class Model:
             corr = weight * corr + (1.0 - weight) * np.eye(len(corr))
         return np.maximum(np.sqrt(np.clip(np.diag(cov), 0, None)), floor), corr
 
+    def sd_pivots(self, blocks) -> np.ndarray:
+        """The pivots of the nutpie samplers' SD coordinates (``unconstrained.sd_pivots``)
+        for ``blocks``' SDs in order, from the REML fit: a term's noise scale is
+        sigma / sqrt(sum_i z_i^2 / levels)."""
+        reml = self.fit_reml()
+        cov_of = {id(b): c for b, c in zip(reml.blocks, reml.covariances(), strict=True)}
+        reml_sd, noise_sd = [], []
+        for block in blocks:
+            reml_sd.append(np.sqrt(np.clip(np.diag(cov_of[id(block)]), 0.0, None)))
+            information = np.einsum("ij,ij->j", block.columns, block.columns) / block.n_levels
+            with np.errstate(divide="ignore"):
+                noise_sd.append(reml.sigma / np.sqrt(information))
+        return sd_pivots(np.concatenate(reml_sd), np.concatenate(noise_sd))
+
     def start_sigma(self) -> float:
         """The REML sigma, kept away from zero (every sampler's start)."""
         return max(self.fit_reml().sigma, 1e-8 * (np.std(self.spec.y) + 1))
@@ -519,7 +534,8 @@ class Model:
             structure, arrays = self.marginal_parts()
             if arrays is None or not structure.eligible:
                 raise ValueError(self.marginal_unavailable())
-            self._marginal_posterior = MarginalPosterior(structure, self.priors, *arrays)
+            self._marginal_posterior = MarginalPosterior(structure, self.priors, *arrays,
+                                                         self.sd_pivots(structure.blocks))
         return self._marginal_posterior
 
     def block_covariances(self, posterior) -> dict[int, np.ndarray]:

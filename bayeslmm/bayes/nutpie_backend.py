@@ -191,8 +191,9 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
 
     partial = model.partial_structure()
     mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
-    post = PartialPosterior(partial, model.priors, mu0, inv_scale, model.partial_centered())
     blocks = [partial.first, *partial.kept]
+    post = PartialPosterior(partial, model.priors, mu0, inv_scale, model.partial_centered(),
+                            model.sd_pivots(blocks))
     start = (covariance_start(model, post.covariance, blocks) if init == "reml"
              else prior_start(model, post.covariance))
     if init == "reml":

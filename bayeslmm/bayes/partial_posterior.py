@@ -4,8 +4,8 @@ beta and the largest block's effects are integrated out (``partial.py``); NUTS k
 other blocks' effects, of any shape q_k x q_k (InstEval: 1,128 lecturers and 28
 department-by-service effects; MixedModels.jl's InstEval model: 14 departments x 2).  theta is
 
-    [log sd of the first block (q1), its CPCs, for each kept block: log sd (q_k), its CPCs;
-     log sigma; the kept blocks' effects level-major (centered r_j, or non-centered z_j
+    [u of the first block's SDs (q1), its CPCs, for each kept block: u of its SDs (q_k),
+     its CPCs; log sigma; the kept blocks' effects level-major (centered r_j, or non-centered z_j
      with r_j = L_k z_j, per block)]
 
 so its first part has ``MarginalPosterior``'s layout, and ``transform``/``add_priors`` serve
@@ -38,20 +38,23 @@ class PartialPosterior:
     Parameters
     ----------
     partial : PartialStructure
-        Must be eligible, with every kept block 1 x 1.
+        Must be eligible.
     priors : ResolvedPriors
     mu0, inv_scale : ndarray
         Normal prior means and 1/sd of the centered fixed effects (0 for flat priors).
     centered : dict
         factor -> whether its effects are sampled centered.
+    pivots : ndarray or None
+        The SDs' pivots (``CovarianceLayout``; default: log s for every SD).
     """
 
     def __init__(self, partial: PartialStructure, priors, mu0: np.ndarray,
-                 inv_scale: np.ndarray, centered: dict[str, bool]):
+                 inv_scale: np.ndarray, centered: dict[str, bool],
+                 pivots: np.ndarray | None = None):
         self.partial = partial
         single = partial.single
         self.kept = partial.kept
-        self.covariance = CovarianceLayout(partial.first, partial.kept, priors)
+        self.covariance = CovarianceLayout(partial.first, partial.kept, priors, pivots)
         self.q1, self.n_cpc = self.covariance.q1, self.covariance.n_cpc
         self.n_kept = len(self.kept)
         self.ncov = self.covariance.ndim
@@ -66,7 +69,7 @@ class PartialPosterior:
             kernel_callback().address, self.q1, self.n_cpc, self.covariance.eta,
             self.kept_levels, self.covariance.rest_meta, self.covariance.rest_eta,
             self.centered, self.covariance.family,
-            self.covariance.param_a, self.covariance.param_b,
+            self.covariance.param_a, self.covariance.param_b, self.covariance.pivot,
             np.ascontiguousarray(single.cross_first), np.ascontiguousarray(single.cross),
             np.ascontiguousarray(single.cross_rest), np.asarray(mu0, dtype=float),
             np.asarray(inv_scale, dtype=float) ** 2, float(single.n),
@@ -114,8 +117,8 @@ class PartialPosterior:
 
 @entry
 def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_meta,
-                          kept_eta, centered, family, pa, pb, A, C, CR, mu0, wprior, n, fk_ptr,
-                          fk_idx, fk_val, kk_ptr, kk_idx, kk_val, x_kept,
+                          kept_eta, centered, family, pa, pb, pivot, A, C, CR, mu0, wprior, n,
+                          fk_ptr, fk_idx, fk_val, kk_ptr, kk_idx, kk_val, x_kept,
                           kept_y):  # pragma: no cover - jit
     """log p(theta | y) + const; fills ``grad``; -inf (zero gradient) off the support.
 
@@ -140,7 +143,7 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_
     w_kept = np.empty(n_fac)
     chol_kept = np.empty(n_fac)  # L_k packed row-major, block after block
     sigma, lkj = transform(theta[:ncov], q1, ncpc, eta, kept_meta, kept_eta, w, chol, w_kept,
-                           chol_kept)
+                           chol_kept, pivot)
     # where each kept block's effects (level-major, q_k per level) and factor start
     starts = np.empty(n_kept + 1, dtype=np.int64)
     fac_at = np.empty(n_kept + 1, dtype=np.int64)
@@ -253,5 +256,6 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_
                 value -= kept_levels[k] * math.log(lk[a, a])
                 gk[a, a] -= kept_levels[k] / lk[a, a]
     value += lkj + add_priors(theta[:ncov], grad[:ncov], q1, ncpc, eta, w, g_chol, kept_meta,
-                              kept_eta, w_kept, g_kept, g_sigma, family, pa, pb)
+                              kept_eta, w_kept, g_kept, g_sigma, family, pa, pb,
+                              pivot)
     return finite_or_reject(value, grad)
