@@ -94,7 +94,12 @@ class BayesFit:
         spec = self.spec
         fitted_rows = X is None
         X = spec.X if X is None else X
-        mu = np.einsum("cdp,np->cdn", self._draws("b"), X) if spec.p else 0.0
+        if spec.p:  # one BLAS product (einsum without optimize loops in C: ~30x slower)
+            beta = self._draws("b")
+            mu = (beta.reshape(-1, beta.shape[-1]) @ np.asarray(X, dtype=float).T
+                  ).reshape(*beta.shape[:2], -1)
+        else:
+            mu = 0.0
         if fitted_rows and spec.offset is not None:
             mu = mu + spec.offset
         if random is None:
