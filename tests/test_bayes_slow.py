@@ -220,7 +220,14 @@ def test_partial_sampler_agrees_with_marginal(case):
     mcse = np.sqrt(a["mcse_mean"] ** 2 + b.loc[a.index, "mcse_mean"] ** 2)
     diff = (a["mean"] - b.loc[a.index, "mean"]).abs()
     assert (diff <= np.maximum(4 * mcse, 0.02 * b.loc[a.index, "sd"])).all()
-    np.testing.assert_allclose(a["sd"], b.loc[a.index, "sd"], rtol=0.15)
+    # posterior SDs within 4 combined Monte Carlo SEs of an SD estimate (``_mcse_sd``),
+    # floored at 10%: a fixed 15% failed on g2's slope SD, a skewed posterior near zero
+    # whose partial-sampler bulk ESS is ~260 (its SD estimate's SE is ~8%)
+    se = np.sqrt(_sd_mcse(partial, a.index) ** 2 + _sd_mcse(marginal, a.index) ** 2)
+    sd_diff = (a["sd"] - b.loc[a.index, "sd"]).abs()
+    sd_tol = np.maximum(4 * se, 0.1 * b.loc[a.index, "sd"])
+    assert (sd_diff <= sd_tol).all(), pd.DataFrame({"diff": sd_diff, "tol": sd_tol})[
+        sd_diff > sd_tol]
 
 
 def test_insteval_partial_sampler_agrees_with_reml():
