@@ -10,7 +10,8 @@ leapfrog steps, and each SD's and sigma's posterior mean beside the REML estimat
 ``--lme4`` also times ``lmer`` (REML) on the same data, for scale: a frequentist fit, not a
 posterior (full NUTS needs ~1,000 steps per draw here).  ``--dept`` fits MixedModels.jl's
 InstEval model ``y ~ 1 + service + (1|s) + (1|d) + (1 + service|dept)`` instead: the
-partial sampler keeps the lecturers' effects and a correlated 2 x 2 block per department.
+partial sampler keeps the lecturers' effects and integrates out a correlated 2 x 2 block per
+department (``--keep-small``: keeps it too, the A/B of that choice).
 
 ``--grid`` checks sd(dept:service), the one SD whose posterior mean is far from REML (28
 levels: a skewed posterior), independently of any sampler: the exact marginal likelihood
@@ -77,8 +78,15 @@ def main() -> None:
     parser.add_argument("--lme4", action="store_true", help="also time lmer (needs R + lme4)")
     parser.add_argument("--grid", action="store_true", help="grid check of sd(dept:service)")
     parser.add_argument("--dept", action="store_true",
-                        help=f"fit {DEPT_FORMULA!r} instead (2 x 2 kept block)")
+                        help=f"fit {DEPT_FORMULA!r} instead (2 x 2 department block)")
+    parser.add_argument("--keep-small", action="store_true",
+                        help="A/B: NUTS keeps the small blocks' effects too (as before "
+                             "round 2 session 9) instead of integrating them out")
     args = parser.parse_args()
+    if args.keep_small:
+        from bayeslmm.bayes import partial
+
+        partial.choose_integrated = lambda *a, **k: set()
     formula = DEPT_FORMULA if args.dept else FORMULA
     if args.dept and args.grid:
         parser.error("--grid checks sd(dept:service) of the default formula")
@@ -93,8 +101,10 @@ def main() -> None:
         table = fit.compare_reml()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     steps = float(fit.idata.sample_stats["n_steps"].mean())
+    integrated = [b.factor for b in fit.model.partial_structure().integrated]
     print(f"InstEval {formula!r}, {args.chains} chains x {args.draws} draws "
-          f"(tune {args.draws}), sampler {fit.sampler!r}")
+          f"(tune {args.draws}), sampler {fit.sampler!r}, integrated with the first factor: "
+          f"{integrated or 'none'}")
     print(f"fit() wall {wall:.1f} s, peak RSS {peak:.0f} MB, divergences "
           f"{diag['divergences']}, max R-hat {diag['max_rhat']:.3f}, min bulk ESS "
           f"{diag['min_ess_bulk']:.0f}, {steps:.1f} leapfrog steps per draw")

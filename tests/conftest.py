@@ -93,3 +93,12 @@ def three_factor_data() -> pd.DataFrame:
                  + data.x * rng.normal(0, 0.3, 8)[data.g2] + rng.normal(0, 0.4, 6)[data.g3]
                  + rng.normal(0, 1.0, n))
     return data
+
+
+def nested_factor_data() -> pd.DataFrame:
+    """``three_factor_data`` with a factor h (3 levels) that g2 is nested in (h = g2 // 3)
+    and an effect of h in y: the partial sampler integrates h out with g1 and keeps g2."""
+    data = three_factor_data()
+    data["h"] = data.g2 // 3
+    data["y"] = data.y + np.array([0.6, -0.4, 0.1])[data.h]
+    return data

@@ -6,6 +6,8 @@ test_bayes_slow.py (marked slow).
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -231,6 +233,35 @@ def test_partial_sampler_with_a_correlated_kept_block_runs_on_nutpie(monkeypatch
     assert fit.posterior["r_g2"].shape == (1, 30, 8, 2)
     assert fit.posterior["cor_g2"].shape == (1, 30, 2, 2)
     assert fit.posterior["r_g1"].shape == (1, 30, 40, 1)
+
+
+@pytest.mark.parametrize("backend", ["nutpie", "pymc"])
+def test_partial_sampler_integrates_small_blocks(backend, monkeypatch):
+    """Where the other blocks do not all fit the dense rest (MAX_REST patched down to 20),
+    the default is the partial sampler, with h (which g2 is nested in) integrated out with
+    the first: NUTS keeps g2 only, and h's effects, g1's and beta are drawn from their
+    exact conditional; both backends give every variable, and the draws of h's effects are
+    near its REML modes (3 levels of ~100 rows: the conditional mean follows)."""
+    from bayeslmm.bayes import marginal as marginal_module
+
+    from .conftest import nested_factor_data
+
+    monkeypatch.setattr(marginal_module, "MAX_REST", 20)
+    model = Model("y ~ x + (1 | g1) + (1 + x | g2) + (1 | h)", nested_factor_data())
+    assert model.choose_sampler() == "partial"
+    assert [b.factor for b in model.partial_structure().integrated] == ["h"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(draws=100, tune=150, chains=2, random_seed=3, progressbar=False,
+                        backend=backend)
+    assert fit.sampler == "partial"
+    post = fit.posterior
+    assert post["r_g2"].shape == (2, 100, 8, 2) and post["r_h"].shape == (2, 100, 3, 1)
+    assert post["r_g1"].shape == (2, 100, 40, 1) and post["sd_h"].shape[:2] == (2, 100)
+    reml = model.fit_reml()
+    modes = dict(zip([b.factor for b in reml.blocks], reml.effects, strict=True))["h"]
+    np.testing.assert_allclose(post["r_h"].mean(("chain", "draw")).to_numpy(), modes,
+                               atol=0.15)
 
 
 def test_user_extended_model_is_sampled_in_full(sleepstudy):

@@ -16,7 +16,7 @@ import bayeslmm
 from bayeslmm.bayes import LKJ, Flat, HalfStudentT, Model, StudentT
 from bayeslmm.datasets import load
 
-from .conftest import three_factor_data
+from .conftest import nested_factor_data, three_factor_data
 
 pytestmark = pytest.mark.slow
 
@@ -199,16 +199,21 @@ PARTIAL_AGREEMENT = [
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
     # a correlated 2 x 2 kept block (g2) beside a 1 x 1 one, on nutpie
     ("three", "y ~ x + z + (1 | g1) + (1 + x | g2) + (1 | g3)"),
+    # g2 nested in h: h integrated out with g1, g2 kept
+    ("nested", "y ~ x + z + (1 | g1) + (1 + x | g2) + (1 | h)"),
 ]
 
 
 @pytest.mark.parametrize("case", PARTIAL_AGREEMENT, ids=[c[0] for c in PARTIAL_AGREEMENT])
 def test_partial_sampler_agrees_with_marginal(case):
-    """The first factor's effects and the coefficients integrated out and the other blocks'
-    effects sampled (the InstEval strategy) against the fully marginal sampler."""
+    """The first factor's effects and the coefficients (and the small blocks' a kept factor
+    is nested in) integrated out and the other blocks' effects sampled (the InstEval
+    strategy) against the fully marginal sampler."""
     dataset, formula = case
-    data = three_factor_data() if dataset == "three" else load(dataset)
+    data = {"three": three_factor_data, "nested": nested_factor_data}.get(
+        dataset, lambda: load(dataset))()
     model = Model(formula, data)
+    assert bool(model.partial_structure().integrated) == (dataset == "nested")
     kwargs = dict(draws=1000, tune=1000, chains=2, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

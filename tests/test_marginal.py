@@ -92,7 +92,7 @@ def test_partial_logp_gradient_matches_finite_differences():
     y_adj = spec.y - rng.normal(size=spec.n)
     chol, sigma = np.array([[0.8]]), 0.6
     mu0, inv_scale = np.array([20.0]), np.array([0.1])
-    value, g_chol, g_sigma, g_y = partial.logp_and_grad(chol, sigma, y_adj, mu0, inv_scale)
+    value, g_chol, g_sigma, g_y, _ = partial.logp_and_grad(chol, sigma, y_adj, mu0, inv_scale)
 
     def f(c=chol, s=sigma, y=y_adj):
         return partial.logp_and_grad(c, s, y, mu0, inv_scale)[0]

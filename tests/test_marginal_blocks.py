@@ -79,7 +79,7 @@ def test_kernel_matches_numpy_reference_and_finite_differences(formula):
     scale = np.std(structure.spec.y)
     chol, rest = _factors(structure, rng, scale)
     sigma = 0.6 * scale
-    value, g1, g_rest, g_sigma, beta, b1 = structure.logp_and_grad(
+    value, g1, g_rest, g_sigma, beta, b1, _ = structure.logp_and_grad(
         chol, rest, sigma, mu0, inv_scale, modes=True)
     g_chol, g_packed = np.zeros_like(chol), np.zeros(sum(q * q for q in structure.rest_q))
     modes_x, modes_b1 = np.empty(structure.r - 1), np.empty((structure.m1, structure.q1))

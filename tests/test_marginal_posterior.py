@@ -86,7 +86,7 @@ def test_kernel_matches_numpy_reference(dataset, formula):
         np.testing.assert_allclose(g_chol, ref[1], rtol=1e-8, atol=1e-10 * np.abs(ref[1]).max())
         np.testing.assert_allclose(g_rest, ref[2], rtol=1e-8)
         assert g_sigma == pytest.approx(ref[3], rel=1e-8)
-        _, _, _, _, beta, b1 = structure.logp_and_grad(chol, sd_rest, sigma, mu0, inv_scale,
+        _, _, _, _, beta, b1, _ = structure.logp_and_grad(chol, sd_rest, sigma, mu0, inv_scale,
                                                        modes=True)
         np.testing.assert_allclose(modes_x[structure.rz:], beta, rtol=1e-9, atol=1e-9 * scale)
         np.testing.assert_allclose(modes_b1, b1, rtol=1e-8, atol=1e-9 * scale)
@@ -366,11 +366,97 @@ def test_partial_posterior_with_a_correlated_kept_block(centered):
                                thetas[1][post.ncov:], atol=1e-10)
 
 
-def test_kept_statistics_equal_the_adjusted_rows_statistics():
-    """``KeptStatistics.adjusted`` (no pass over the rows) equals the statistics recomputed
-    from y - Z_K r itself, kept blocks of any shape."""
-    model = Model("y ~ x + z + (1 | g1) + (1 + x | g2) + (0 + z | g3)", three_factor_data())
+@pytest.mark.parametrize("centered", [True, False])
+def test_partial_posterior_with_an_integrated_small_block(centered):
+    """g2 is nested in h: the partial sampler integrates h out with the first block (g1)
+    and keeps g2 (2 x 2): finite-difference gradient, and the value equals a dense Gaussian
+    log density of y - Z_2 r_2 (covariance sigma^2 I + Z_1 G_1 Z_1' + Z_h G_h Z_h' + X S0 X',
+    never the package's statistics) + the kept effects' prior + the covariance priors (the
+    marginal posterior's density minus its numpy likelihood, its theta permuted to this
+    layout)."""
+    from bayeslmm.bayes.partial_posterior import PartialPosterior
+
+    from .conftest import nested_factor_data
+
+    model = Model("y ~ x + z + (1 | g1) + (1 + x | g2) + (1 | h)", nested_factor_data())
+    marginal = model.marginal_posterior()   # layout g1, g2 (2 + 1), h
     partial = model.partial_structure()
+    assert ([b.factor for b in partial.integrated], [b.factor for b in partial.kept]) == (
+        ["h"], ["g2"])
+    mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
+    # partial theta: g1 sd, h sd, g2 sds, g2 cpc, sigma; marginal: g1, g2 (sds, cpc), h
+    to_marginal = [0, 2, 3, 4, 1, 5]
+    post = PartialPosterior(partial, model.priors, mu0, inv_scale, {"g2": centered},
+                            marginal.pivot[[0, 3, 1, 2]])
+    assert post.ncov == 6 and post.ndim == 6 + 16
+    rng = np.random.default_rng(6)
+    thetas = []
+    for _ in range(3):
+        theta = rng.normal(0, 0.5, post.ndim)
+        theta[post.ncov - 1] += np.log(np.std(model.spec.y))
+        thetas.append(theta)
+        value, grad = post.logp_and_grad(theta)
+        assert np.isfinite(value)
+        numeric = central_differences(post.logp_and_grad, theta)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+    blocks = {b.factor: b for b in model.spec.blocks}
+    xc = partial.single.xc
+
+    def reference(theta):
+        (sd1, _), (sd3, _), (sd2, corr2) = post.covariance.constrain_blocks(
+            theta[:post.ncov])[0]
+        sigma = post.covariance.constrain_blocks(theta[:post.ncov])[1][0]
+        r2 = post.effects(theta)[0][0]
+        y_adj = model.spec.y - blocks["g2"].z_times(r2)
+        z1 = blocks["g1"].sparse_z().toarray()
+        z3 = blocks["h"].sparse_z().toarray()
+        cov = (sigma**2 * np.eye(model.spec.n) + sd1[0, 0] ** 2 * z1 @ z1.T
+               + sd3[0, 0] ** 2 * z3 @ z3.T + xc @ np.diag(1 / inv_scale**2) @ xc.T)
+        value = stats.multivariate_normal(xc @ mu0, cov).logpdf(y_adj)
+        chol2 = sd2[0][:, None] * corr2[0]
+        value += stats.multivariate_normal(np.zeros(2), chol2 @ chol2.T).logpdf(r2).sum()
+        if not centered:  # density of z = L^-1 r
+            value += r2.shape[0] * np.log(np.diag(chol2)).sum()
+        theta_m = theta[:post.ncov][to_marginal]
+        factors = [sd[0][:, None] * corr[0]
+                   for sd, corr in marginal.constrain_blocks(theta_m[None])[0]]
+        prior = (marginal.logp_and_grad(theta_m)[0] - marginal.structure.logp_and_grad(
+            factors[0], factors[1:], sigma, mu0, inv_scale)[0])
+        return value + prior
+
+    ours = np.array([post.logp_and_grad(t)[0] for t in thetas])
+    ref = np.array([reference(t) for t in thetas])
+    np.testing.assert_allclose(ours - ours[0], ref - ref[0], atol=1e-7)
+    # the numpy reference of the partial likelihood (the PyMC backend's) agrees
+    g_first, g_int = None, None
+    for theta in thetas[:1]:
+        blocks_t, sigma = post.covariance.constrain_blocks(theta[:post.ncov])
+        factors = [sd[0][:, None] * corr[0] for sd, corr in blocks_t]
+        y_adj = model.spec.y - blocks["g2"].z_times(post.effects(theta)[0][0])
+        value, g_first, g_sigma, g_y, g_int = partial.logp_and_grad(
+            factors[0], sigma[0], y_adj, mu0, inv_scale, [factors[1]])
+        assert len(g_int) == 1 and g_int[0].shape == (1, 1)
+        eps = 1e-6
+        bumped = partial.logp_and_grad(factors[0], sigma[0], y_adj, mu0, inv_scale,
+                                       [factors[1] + eps])[0]
+        lowered = partial.logp_and_grad(factors[0], sigma[0], y_adj, mu0, inv_scale,
+                                        [factors[1] - eps])[0]
+        assert (bumped - lowered) / (2 * eps) == pytest.approx(g_int[0][0, 0], rel=1e-5)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_kept_statistics_equal_the_adjusted_rows_statistics(nested):
+    """``KeptStatistics.adjusted`` (no pass over the rows) equals the statistics recomputed
+    from y - Z_K r itself, kept blocks of any shape, with and without an integrated block
+    (h, which g2 is nested in; not g3, which nothing is nested in)."""
+    from .conftest import nested_factor_data
+
+    formula = "y ~ x + z + (1 | g1) + (1 + x | g2) + (0 + z | g3)"
+    model = (Model(formula + " + (1 | h)", nested_factor_data()) if nested
+             else Model(formula, three_factor_data()))
+    partial = model.partial_structure()
+    assert [b.factor for b in partial.integrated] == (["h"] if nested else [])
+    assert [b.factor for b in partial.kept] == ["g2", "g3"]
     single = partial.single
     rng = np.random.default_rng(2)
     effects = [rng.normal(size=(3, b.n_levels, b.q)) for b in partial.kept]
@@ -379,9 +465,17 @@ def test_kept_statistics_equal_the_adjusted_rows_statistics():
                       for d in range(3)])
     stacked = np.concatenate([e.reshape(3, -1) for e in effects], axis=1)
     cross, cross_rest = partial.kept_statistics.adjusted(single, stacked)
-    ref_cross, ref_rest = single.statistics_of(y_adj)
-    np.testing.assert_allclose(cross, ref_cross, rtol=1e-12, atol=1e-10)
-    np.testing.assert_allclose(cross_rest, ref_rest, rtol=1e-12, atol=1e-9)
+    for d in range(3):
+        ref_cross, ref_rest = partial.adjusted_statistics(y_adj[d])
+        np.testing.assert_allclose(cross[d], ref_cross, rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(cross_rest[d], ref_rest, rtol=1e-12, atol=1e-9)
+    if not nested:  # the single-block structure's own statistics_of agrees
+        np.testing.assert_allclose(cross, single.statistics_of(y_adj)[0], rtol=1e-12,
+                                   atol=1e-10)
+    else:  # the integrated block's rows of the core's statistics, recomputed from y_adj
+        z3 = partial.integrated[0].sparse_z()
+        np.testing.assert_allclose(cross_rest[:, -1, :3], (z3.T @ y_adj.T).T, rtol=1e-12,
+                                   atol=1e-9)
 
 
 def test_nutpie_failure_is_a_clear_error():

@@ -302,25 +302,30 @@ def model_coords(spec: ModelSpec, groups: list[FactorTerms]) -> dict[str, list]:
 
 def build_partial_model(spec: ModelSpec, priors: ResolvedPriors, structure,
                         mu0: np.ndarray, inv_scale: np.ndarray, centered: dict[str, bool]):
-    """PyMC model with beta and the largest block integrated out (``bayes/partial.py``):
-    NUTS keeps the other blocks' effects (``r_<f>``, centered or not per ``centered``)."""
+    """PyMC model with beta, the largest block and the small ones integrated out
+    (``bayes/partial.py``): NUTS keeps the other blocks' effects (``r_<f>``, centered or not
+    per ``centered``)."""
     import pymc as pm
     import pytensor.tensor as pt
 
     from .partial_op import PartialLogp
 
     groups = group_factors(spec)
+    inner = {b.factor for b in [structure.first, *structure.integrated]}
     with pm.Model(coords=model_coords(spec, groups)) as model:
-        chol_first = None
+        chol_of = {}
         kept_part = 0.0
         for group in groups:
-            if group.factor == structure.first.factor:
-                chol_first = covariance_part(group, priors, pt)[0][1]
+            if group.factor in inner:
+                for block, chol, _ in covariance_part(group, priors, pt):
+                    chol_of[id(block)] = chol
             else:
                 kept_part = kept_part + _factor_part(group, priors,
                                                      centered.get(group.factor, False), pt)
         sigma = priors.sigma.pymc("sigma")
-        logp = PartialLogp(structure, mu0, inv_scale)(chol_first, sigma, spec.y - kept_part)[0]
+        logp = PartialLogp(structure, mu0, inv_scale)(
+            chol_of[id(structure.first)], sigma, spec.y - kept_part,
+            *[chol_of[id(b)] for b in structure.integrated])[0]
         pm.Potential("marginal_loglik", logp)
     return model
 

@@ -620,16 +620,17 @@ class Model:
                 + self.priors._repr_html_())
 
     def _add_partial_draws(self, posterior, rng: np.random.Generator) -> None:
-        """Draw beta and the largest factor's effects given each draw of the others."""
+        """Draw beta, the largest factor's effects and the other integrated ones given each
+        draw of the kept effects."""
         import xarray as xr
 
         partial = self.partial_structure()
         single = partial.single
         mu0, inv_scale = self.marginal_parts()[0].prior_arrays(self.priors)
         chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-        first_group = next(g for g in self.groups if g.factor == partial.first.factor)
         covs = self.block_covariances(posterior)
         chol_first = _draw_cholesky(covs[id(partial.first)])
+        chol_integrated = [_draw_cholesky(covs[id(b)]) for b in partial.integrated]
         sigma = posterior["sigma"].to_numpy().reshape(-1)
         kept = np.concatenate([self._block_draws(posterior, b).reshape(chains * draws, -1)
                                for b in partial.kept], axis=1)
@@ -638,17 +639,21 @@ class Model:
             return partial.kept_statistics.adjusted(single, kept[sl])
 
         beta, effects = single.conditional_draws(
-            chol_first, np.zeros((len(sigma), 0)), sigma, mu0, inv_scale, rng, statistics)
+            chol_first, chol_integrated, sigma, mu0, inv_scale, rng, statistics)
         coords = {"chain": posterior.chain, "draw": posterior.draw}
         if self.spec.p:
             posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
                                           dims=("chain", "draw", "coef"),
                                           coords={**coords, "coef": self.spec.x_names})
-        group = first_group
-        posterior[f"r_{group.factor}"] = xr.DataArray(
-            effects[0].reshape(chains, draws, *effects[0].shape[1:]),
-            dims=("chain", "draw", group.level_dim, group.term_dim),
-            coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
+        by_block = {id(b): e for b, e in zip(single.blocks, effects, strict=True)}
+        for group in self.groups:  # a factor's blocks side by side, as its terms
+            if not all(id(b) in by_block for b in group.blocks):
+                continue
+            values = np.concatenate([by_block[id(b)] for b in group.blocks], axis=2)
+            posterior[f"r_{group.factor}"] = xr.DataArray(
+                values.reshape(chains, draws, *values.shape[1:]),
+                dims=("chain", "draw", group.level_dim, group.term_dim),
+                coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
 
     def _block_draws(self, posterior, block) -> np.ndarray:
         """One block's effects (chain, draw, levels, q) out of its factor's ``r_<factor>``

@@ -181,8 +181,8 @@ def covariance_draws(model, layout: CovarianceLayout, blocks: list, theta: np.nd
 
 def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
                    seed: int | None, progressbar: bool, init: str, **kwargs):
-    """nutpie over theta = (covariance parameters, kept effects) with beta and the
-    largest block integrated out (``partial_posterior.py``)."""
+    """nutpie over theta = (covariance parameters, kept effects) with beta, the largest
+    block and the small ones integrated out (``partial_posterior.py``)."""
     _prepare_kernel(progressbar)
     import arviz as az
     import xarray as xr
@@ -191,7 +191,7 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
 
     partial = model.partial_structure()
     mu0, inv_scale = model.marginal_parts()[0].prior_arrays(model.priors)
-    blocks = [partial.first, *partial.kept]
+    blocks = [partial.first, *partial.integrated, *partial.kept]
     post = PartialPosterior(partial, model.priors, mu0, inv_scale, model.partial_centered(),
                             model.sd_pivots(blocks))
     start = (covariance_start(model, post.covariance, blocks) if init == "reml"

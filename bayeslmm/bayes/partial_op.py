@@ -17,7 +17,9 @@ __all__ = ["PartialLogp"]
 
 
 class PartialLogp(ValueAndGradientsOp):
-    """PyTensor Op: (chol_first, sigma, y_adj) -> (logp, d/dchol, d/dsigma, d/dy_adj)."""
+    """PyTensor Op: (chol_first, sigma, y_adj, *chol_integrated) -> (logp, d/dchol,
+    d/dsigma, d/dy_adj, *d/dchol_integrated), the integrated blocks' Cholesky factors in
+    ``structure.integrated`` order."""
 
     __props__ = ("key",)
 
@@ -27,18 +29,22 @@ class PartialLogp(ValueAndGradientsOp):
         self.inv_scale = np.asarray(inv_scale, dtype=float)
         self.key = id(structure), self.mu0.tobytes(), self.inv_scale.tobytes()
 
-    def make_node(self, chol_first, sigma, y_adj):
+    def make_node(self, chol_first, sigma, y_adj, *chol_integrated):
         inputs = [pt.as_tensor_variable(chol_first, dtype="float64"),
                   pt.as_tensor_variable(sigma, dtype="float64"),
-                  pt.as_tensor_variable(y_adj, dtype="float64")]
-        return Apply(self, inputs, [pt.dscalar(), pt.dmatrix(), pt.dscalar(), pt.dvector()])
+                  pt.as_tensor_variable(y_adj, dtype="float64"),
+                  *[pt.as_tensor_variable(c, dtype="float64") for c in chol_integrated]]
+        outputs = [pt.dscalar(), pt.dmatrix(), pt.dscalar(), pt.dvector(),
+                   *[pt.dmatrix() for _ in chol_integrated]]
+        return Apply(self, inputs, outputs)
 
     def perform(self, node, inputs, output_storage):
-        chol_first, sigma, y_adj = inputs
+        chol_first, sigma, y_adj, *chol_integrated = inputs
         try:
-            value, g_chol, g_sigma, g_y = self.structure.logp_and_grad(
-                chol_first, float(sigma), y_adj, self.mu0, self.inv_scale)
+            value, g_chol, g_sigma, g_y, g_rest = self.structure.logp_and_grad(
+                chol_first, float(sigma), y_adj, self.mu0, self.inv_scale, chol_integrated)
         except np.linalg.LinAlgError:
             value, g_chol, g_sigma, g_y = -np.inf, np.zeros_like(chol_first), 0.0, \
                 np.zeros_like(y_adj)
-        self.store(output_storage, (value, g_chol, g_sigma, g_y))
+            g_rest = [np.zeros_like(c) for c in chol_integrated]
+        self.store(output_storage, (value, g_chol, g_sigma, g_y, *g_rest))

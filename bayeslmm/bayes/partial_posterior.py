@@ -1,20 +1,20 @@
 """The partial sampler's log posterior in numba, for nutpie (large crossed designs).
 
-beta and the largest block's effects are integrated out (``partial.py``); NUTS keeps the
-other blocks' effects, of any shape q_k x q_k (InstEval: 1,128 lecturers and 28
-department-by-service effects; MixedModels.jl's InstEval model: 14 departments x 2).  theta is
+beta, the largest block's effects and the small blocks' are integrated out (``partial.py``);
+NUTS keeps the other blocks' effects, of any shape q_k x q_k (InstEval: the 1,128
+lecturers, with the 28 department-by-service effects integrated).  theta is
 
-    [u of the first block's SDs (q1), its CPCs, for each kept block: u of its SDs (q_k),
-     its CPCs; log sigma; the kept blocks' effects level-major (centered r_j, or non-centered z_j
-     with r_j = L_k z_j, per block)]
+    [u of the first block's SDs (q1), its CPCs, for each integrated and then each kept
+     block: u of its SDs (q_k), its CPCs; log sigma; the kept blocks' effects level-major
+     (centered r_j, or non-centered z_j with r_j = L_k z_j, per block)]
 
 so its first part has ``MarginalPosterior``'s layout, and ``transform``/``add_priors`` serve
 both.  One gradient reads no rows: the y rows of the sufficient statistics for
 y_adj = y - Z_K r come from the kept statistics (``partial.KeptStatistics``), then the
-single-block marginal kernel (which also returns the conditional modes), and
+marginal kernel over [Z_1, Z_I] (which also returns the conditional modes), and
 d/dr = Z_K' e / sigma^2 with e the residual at the modes, again from the statistics.  Its
 cost is two passes over the non-zeros of Z_1'Z_K (MovieLens-1M shape: 1.0 M, one per
-rating; InstEval: 73 k) and one over Z_K'Z_K.
+rating; InstEval: 73 k), one over Z_K'Z_K and two over the dense R'Z_K.
 """
 
 from __future__ import annotations
@@ -54,12 +54,14 @@ class PartialPosterior:
         self.partial = partial
         single = partial.single
         self.kept = partial.kept
-        self.covariance = CovarianceLayout(partial.first, partial.kept, priors, pivots)
+        self.n_integrated = len(partial.integrated)
+        self.covariance = CovarianceLayout(partial.first, [*partial.integrated, *partial.kept],
+                                           priors, pivots)
         self.q1, self.n_cpc = self.covariance.q1, self.covariance.n_cpc
         self.n_kept = len(self.kept)
         self.ncov = self.covariance.ndim
         self.kept_levels = np.array([b.n_levels for b in self.kept], dtype=np.int64)
-        self.kept_q = np.array(self.covariance.rest_q, dtype=np.int64)
+        self.kept_q = np.array(self.covariance.rest_q[self.n_integrated:], dtype=np.int64)
         self.ndim = self.ncov + int((self.kept_levels * self.kept_q).sum())
         self.centered = np.array([bool(centered.get(b.factor, False)) for b in self.kept])
         kept_stats = partial.kept_statistics
@@ -67,14 +69,15 @@ class PartialPosterior:
 
         self._args = (
             kernel_callback().address, self.q1, self.n_cpc, self.covariance.eta,
-            self.kept_levels, self.covariance.rest_meta, self.covariance.rest_eta,
+            self.kept_levels, np.ascontiguousarray(single.rest, dtype=np.int64),
+            self.covariance.rest_meta, self.covariance.rest_eta,
             self.centered, self.covariance.family,
             self.covariance.param_a, self.covariance.param_b, self.covariance.pivot,
             np.ascontiguousarray(single.cross_first), np.ascontiguousarray(single.cross),
             np.ascontiguousarray(single.cross_rest), np.asarray(mu0, dtype=float),
             np.asarray(inv_scale, dtype=float) ** 2, float(single.n),
             *csr_arrays(kept_stats.first_kept), *csr_arrays(kept_stats.kept_kept),
-            kept_stats.x_kept, kept_stats.kept_y)
+            kept_stats.rest_kept, kept_stats.kept_y)
 
     def logp_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and its gradient at ``theta``."""
@@ -87,7 +90,7 @@ class PartialPosterior:
         whose first ``ncov`` entries are the covariance part (n = ncov or ndim)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         blocks, _ = self.covariance.constrain_blocks(theta[:, :self.ncov])
-        return [sd[:, :, None] * corr for sd, corr in blocks[1:]]
+        return [sd[:, :, None] * corr for sd, corr in blocks[1 + self.n_integrated:]]
 
     def effects(self, theta: np.ndarray) -> list[np.ndarray]:
         """The kept blocks' effects (D, m_k, q_k) for draws ``theta`` (D, ndim)."""
@@ -116,48 +119,53 @@ class PartialPosterior:
 
 
 @entry
-def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_meta,
-                          kept_eta, centered, family, pa, pb, pivot, A, C, CR, mu0, wprior, n,
-                          fk_ptr, fk_idx, fk_val, kk_ptr, kk_idx, kk_val, x_kept,
+def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, integrated,
+                          rest_meta, rest_eta, centered, family, pa, pb, pivot, A, C, CR, mu0,
+                          wprior, n, fk_ptr, fk_idx, fk_val, kk_ptr, kk_idx, kk_val, rest_kept,
                           kept_y):  # pragma: no cover - jit
     """log p(theta | y) + const; fills ``grad``; -inf (zero gradient) off the support.
 
-    ``kernel`` is the kernel callback's address (``kernel_cfunc``); ``kept_meta`` (q_k,
-    CPCs_k) and ``kept_eta`` describe the kept blocks' covariance parameters
+    ``kernel`` is the kernel callback's address (``kernel_cfunc``); ``integrated`` holds
+    the integrated blocks' (levels, q) (the single structure's ``rest``), ``kept_levels``
+    the kept blocks' levels; ``rest_meta`` (q_k, CPCs_k) and ``rest_eta`` describe the
+    covariance parameters of the integrated and then the kept blocks
     (``CovarianceLayout.rest_meta``/``rest_eta``); ``C``/``CR`` are the single structure's
     statistics for y itself, ``fk_*`` and ``kk_*`` the CSR arrays of Z_1'Z_K and Z_K'Z_K,
-    ``x_kept`` = X_c'Z_K and ``kept_y`` = Z_K'y (``KeptStatistics``)."""
-    p = x_kept.shape[0]
+    ``rest_kept`` = R'Z_K (R = [Z_I, X_c]) and ``kept_y`` = Z_K'y (``KeptStatistics``)."""
+    n_int = integrated.shape[0]
     n_kept = kept_levels.shape[0]
     m1 = A.shape[0]
     r = CR.shape[0]
     ncov = q1 + ncpc + 1
     n_fac = 0
-    for k in range(n_kept):
-        ncov += kept_meta[k, 0] + kept_meta[k, 1]
-        n_fac += kept_meta[k, 0] * kept_meta[k, 0]
+    int_fac = 0       # the integrated blocks' factors come first in the packed arrays
+    for k in range(n_int + n_kept):
+        ncov += rest_meta[k, 0] + rest_meta[k, 1]
+        n_fac += rest_meta[k, 0] * rest_meta[k, 0]
+        if k < n_int:
+            int_fac += rest_meta[k, 0] * rest_meta[k, 0]
     for i in range(theta.shape[0]):
         grad[i] = 0.0
     w = np.empty((q1, q1))
     chol = np.empty((q1, q1))
     w_kept = np.empty(n_fac)
     chol_kept = np.empty(n_fac)  # L_k packed row-major, block after block
-    sigma, lkj = transform(theta[:ncov], q1, ncpc, eta, kept_meta, kept_eta, w, chol, w_kept,
+    sigma, lkj = transform(theta[:ncov], q1, ncpc, eta, rest_meta, rest_eta, w, chol, w_kept,
                            chol_kept, pivot)
     # where each kept block's effects (level-major, q_k per level) and factor start
     starts = np.empty(n_kept + 1, dtype=np.int64)
     fac_at = np.empty(n_kept + 1, dtype=np.int64)
     starts[0] = ncov
-    fac_at[0] = 0
+    fac_at[0] = int_fac
     for k in range(n_kept):
-        qk = kept_meta[k, 0]
+        qk = rest_meta[n_int + k, 0]
         starts[k + 1] = starts[k] + kept_levels[k] * qk
         fac_at[k + 1] = fac_at[k] + qk * qk
     effects = theta[ncov:].copy()
     n_eff = effects.shape[0]
     for k in range(n_kept):  # non-centered: r_j = L_k z_j
         if not centered[k]:
-            qk = kept_meta[k, 0]
+            qk = rest_meta[n_int + k, 0]
             lk = chol_kept[fac_at[k]:fac_at[k + 1]].reshape((qk, qk))
             for j in range(kept_levels[k]):
                 at = starts[k] - ncov + j * qk
@@ -182,30 +190,44 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_
             acc += kk_val[at] * effects[kk_idx[at]]
         kk_r[row] = acc
         yy += effects[row] * (acc - 2.0 * kept_y[row])
-    for a in range(p):
+    for a in range(r - 1):
         acc = CR[r - 1, a]
         for j in range(n_eff):
-            acc -= x_kept[a, j] * effects[j]
+            acc -= rest_kept[a, j] * effects[j]
         CR_adj[r - 1, a] = acc
         CR_adj[a, r - 1] = acc
     CR_adj[r - 1, r - 1] = yy
     g_chol = np.zeros((q1, q1))
-    no_rest = np.empty(0)
+    g_kept = np.zeros(n_fac)     # the kernel fills the integrated blocks' part
     modes_x = np.empty(r - 1)
     modes_b1 = np.empty((m1, q1))
-    value, g_sigma = kernel_logp_grad(kernel, chol, no_rest, sigma, A, C_adj, CR_adj,
-                                      np.empty((0, 2), dtype=np.int64), mu0, wprior, n,
-                                      g_chol, no_rest, modes_x, modes_b1)
+    value, g_sigma = kernel_logp_grad(kernel, chol, chol_kept[:int_fac], sigma, A, C_adj,
+                                      CR_adj, integrated, mu0, wprior, n, g_chol,
+                                      g_kept[:int_fac], modes_x, modes_b1)
     if not math.isfinite(value):
         return -np.inf
-    # d/dr = Z_K'e / sigma^2, e = y_adj - X beta - Z_1 b_1 at the conditional modes:
-    # Z_K'y - (Z_K'Z_K) r - (X_c'Z_K)' beta - (Z_1'Z_K)' b_1
+    # the integrated blocks' modes in data units: b = (L_k / sigma) u per level
+    x_data = modes_x.copy()
+    row = 0
+    base = 0
+    for k in range(n_int):
+        qk = integrated[k, 1]
+        for _ in range(integrated[k, 0]):
+            for a in range(qk):
+                acc = 0.0
+                for b in range(a + 1):
+                    acc += chol_kept[base + a * qk + b] * modes_x[row + b]
+                x_data[row + a] = acc / sigma
+            row += qk
+        base += qk * qk
+    # d/dr = Z_K'e / sigma^2, e = y_adj - Z_I b_I - X beta - Z_1 b_1 at the conditional
+    # modes: Z_K'y - (Z_K'Z_K) r - (R'Z_K)' [b_I, beta] - (Z_1'Z_K)' b_1
     inv_sigma2 = 1.0 / (sigma * sigma)
     g_eff = np.empty(n_eff)
     for j in range(n_eff):
         acc = kept_y[j] - kk_r[j]
-        for a in range(p):
-            acc -= x_kept[a, j] * modes_x[a]
+        for a in range(r - 1):
+            acc -= rest_kept[a, j] * x_data[a]
         g_eff[j] = acc
     for row in range(m1 * q1):
         b = modes_b1[row // q1, row % q1]
@@ -214,11 +236,10 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_
     for j in range(n_eff):
         g_eff[j] *= inv_sigma2
     # the kept effects' prior N(0, G_k), G_k = L_k L_k', centered or not
-    g_kept = np.zeros(n_fac)
     s_j = np.empty(q1 + n_fac)   # scratch, at least q_k long
     t_j = np.empty(q1 + n_fac)
     for k in range(n_kept):
-        qk = kept_meta[k, 0]
+        qk = rest_meta[n_int + k, 0]
         lk = chol_kept[fac_at[k]:fac_at[k + 1]].reshape((qk, qk))
         gk = g_kept[fac_at[k]:fac_at[k + 1]].reshape((qk, qk))
         for j in range(kept_levels[k]):
@@ -255,7 +276,7 @@ def partial_log_posterior(theta, grad, kernel, q1, ncpc, eta, kept_levels, kept_
             for a in range(qk):
                 value -= kept_levels[k] * math.log(lk[a, a])
                 gk[a, a] -= kept_levels[k] / lk[a, a]
-    value += lkj + add_priors(theta[:ncov], grad[:ncov], q1, ncpc, eta, w, g_chol, kept_meta,
-                              kept_eta, w_kept, g_kept, g_sigma, family, pa, pb,
+    value += lkj + add_priors(theta[:ncov], grad[:ncov], q1, ncpc, eta, w, g_chol, rest_meta,
+                              rest_eta, w_kept, g_kept, g_sigma, family, pa, pb,
                               pivot)
     return finite_or_reject(value, grad)
