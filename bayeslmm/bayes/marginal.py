@@ -384,13 +384,15 @@ class MarginalStructure:
 
     def statistics_of(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``cross`` (d, r, m1, q1) and ``cross_rest`` (d, r, r) for responses y (d, n),
-        the other rows staying as stored (needs no rest random blocks: rz = 0)."""
+        from their rows (the numpy reference of ``partial.KeptStatistics.adjusted``), the
+        rows without y staying as stored."""
         z1y = np.asarray(self._z1.T @ y.T).T.reshape(len(y), self.m1, self.q1)
         cross = np.repeat(self.cross[None], len(y), axis=0)
         cross[:, -1] = z1y
-        xy = y @ self.xc
+        ry = np.concatenate([np.asarray(b.sparse_z().T @ y.T).T for b in self.blocks[1:]]
+                            + [y @ self.xc], axis=1)              # [Z_rest, X_c]'y
         cross_rest = np.repeat(self.cross_rest[None], len(y), axis=0)
-        cross_rest[:, -1, :-1] = cross_rest[:, :-1, -1] = xy
+        cross_rest[:, -1, :-1] = cross_rest[:, :-1, -1] = ry
         cross_rest[:, -1, -1] = np.einsum("dn,dn->d", y, y)
         return cross, cross_rest
 

@@ -182,25 +182,11 @@ class PartialStructure:
         """The cross products with the kept blocks' design."""
         return KeptStatistics.of(self)
 
-    def adjusted_statistics(self, y_adj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``single``'s (cross, cross_rest) for one response vector y_adj, from its rows
-        (the numpy reference; the samplers use ``KeptStatistics``)."""
-        single = self.single
-        cross = single.cross.copy()
-        cross[-1] = np.asarray(single.blocks[0].sparse_z().T @ y_adj).reshape(
-            single.m1, single.q1)
-        ry = np.concatenate([np.asarray(b.sparse_z().T @ y_adj) for b in self.integrated]
-                            + [y_adj @ single.xc])
-        cross_rest = single.cross_rest.copy()
-        cross_rest[-1, :-1] = cross_rest[:-1, -1] = ry
-        cross_rest[-1, -1] = y_adj @ y_adj
-        return cross, cross_rest
-
     def logp_and_grad(self, chol_first, sigma, y_adj, mu0, inv_scale, chol_integrated=()):
         """Value and gradients with respect to (chol_first, sigma, y_adj, the integrated
         blocks' Cholesky factors ``chol_integrated`` (a list))."""
         single = self.single
-        cross, cross_rest = self.adjusted_statistics(y_adj)
+        cross, cross_rest = (a[0] for a in single.statistics_of(y_adj[None]))
         rest = [np.atleast_2d(np.asarray(f, dtype=float)) for f in chol_integrated]
         value, g_chol, g_rest, g_sigma, beta_c, b1, b_rest = single.logp_and_grad(
             chol_first, rest, sigma, mu0, inv_scale, cross, cross_rest, modes=True)
