@@ -559,28 +559,15 @@ class Model:
     def _add_conditional_draws(self, posterior, rng: np.random.Generator) -> None:
         """Draw beta and b for every posterior draw of (G, sigma) and add ``b`` and
         ``r_<factor>`` to ``posterior`` (same names and dims as the full sampler)."""
-        import xarray as xr
-
         structure, (mu0, inv_scale) = self.marginal_parts()
-        chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
         covs = self.block_covariances(posterior)
         chol_first = _draw_cholesky(covs[id(structure.blocks[0])])
         sd_rest = [_draw_cholesky(covs[id(b)]) for b in structure.blocks[1:]]  # per draw
         sigma = posterior["sigma"].to_numpy().reshape(-1)
         beta, effects = structure.conditional_draws(chol_first, sd_rest, sigma, mu0, inv_scale,
                                                     rng)
-        coords = {"chain": posterior.chain, "draw": posterior.draw}
-        if self.spec.p:
-            posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
-                                          dims=("chain", "draw", "coef"),
-                                          coords={**coords, "coef": self.spec.x_names})
-        by_block = {id(b): e for b, e in zip(structure.blocks, effects, strict=True)}
-        for group in self.groups:
-            r = np.concatenate([by_block[id(b)] for b in group.blocks], axis=2)
-            posterior[f"r_{group.factor}"] = xr.DataArray(
-                r.reshape(chains, draws, *r.shape[1:]),
-                dims=("chain", "draw", group.level_dim, group.term_dim),
-                coords={**coords, group.level_dim: group.levels, group.term_dim: group.terms})
+        self.add_effect_draws(posterior, beta, dict(zip(map(id, structure.blocks), effects,
+                                                        strict=True)))
 
     def _add_residual_conditional_draws(self, posterior, rng: np.random.Generator) -> None:
         """The residual marginal sampler's beta and b for every draw of the covariance
@@ -603,11 +590,8 @@ class Model:
         else:
             gs = np.zeros((chains * draws, 0, 0))
         beta, r = marginal.conditional_draws(covs, gs, rng)
+        self.add_effect_draws(posterior, beta, {})
         coords = {"chain": posterior.chain, "draw": posterior.draw}
-        if self.spec.p:
-            posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
-                                          dims=("chain", "draw", "coef"),
-                                          coords={**coords, "coef": self.spec.x_names})
         for group in self.groups:
             posterior[f"r_{group.factor}"] = xr.DataArray(
                 r.reshape(chains, draws, *r.shape[1:]),
@@ -622,8 +606,6 @@ class Model:
     def _add_partial_draws(self, posterior, rng: np.random.Generator) -> None:
         """Draw beta, the largest factor's effects and the other integrated ones given each
         draw of the kept effects."""
-        import xarray as xr
-
         partial = self.partial_structure()
         single = partial.single
         mu0, inv_scale = self.marginal_parts()[0].prior_arrays(self.priors)
@@ -640,13 +622,23 @@ class Model:
 
         beta, effects = single.conditional_draws(
             chol_first, chol_integrated, sigma, mu0, inv_scale, rng, statistics)
+        self.add_effect_draws(posterior, beta, dict(zip(map(id, single.blocks), effects,
+                                                        strict=True)))
+
+    def add_effect_draws(self, posterior, beta: np.ndarray | None, by_block: dict) -> None:
+        """Add ``b`` (from ``beta``, (chains * draws, p), unless None or p = 0) and
+        ``r_<factor>`` (chain, draw, levels, terms) to ``posterior``, the latter for every
+        factor whose blocks all have draws in ``by_block`` (id(block) -> (chains * draws,
+        m, q)), a factor's blocks side by side as its terms."""
+        import xarray as xr
+
+        chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
         coords = {"chain": posterior.chain, "draw": posterior.draw}
-        if self.spec.p:
+        if beta is not None and self.spec.p:
             posterior["b"] = xr.DataArray(beta.reshape(chains, draws, -1),
                                           dims=("chain", "draw", "coef"),
                                           coords={**coords, "coef": self.spec.x_names})
-        by_block = {id(b): e for b, e in zip(single.blocks, effects, strict=True)}
-        for group in self.groups:  # a factor's blocks side by side, as its terms
+        for group in self.groups:
             if not all(id(b) in by_block for b in group.blocks):
                 continue
             values = np.concatenate([by_block[id(b)] for b in group.blocks], axis=2)

@@ -185,7 +185,6 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
     block and the small ones integrated out (``partial_posterior.py``)."""
     _prepare_kernel(progressbar)
     import arviz as az
-    import xarray as xr
 
     from .partial_posterior import PartialPosterior
 
@@ -219,15 +218,6 @@ def sample_partial(model, *, draws: int, tune: int, chains: int, cores: int,
                                tune=tune, chains=chains, cores=cores, seed=seed,
                                progressbar=progressbar, **kwargs)
     posterior = covariance_draws(model, post.covariance, blocks, theta)
-    shape = theta.shape[:2]
-    by_block = {id(b): v for b, v in zip(partial.kept, post.effects(theta.reshape(-1, post.ndim)),
-                                         strict=True)}
-    for group in model.groups:  # a factor's blocks side by side, as its terms
-        if not all(id(b) in by_block for b in group.blocks):
-            continue
-        values = np.concatenate([by_block[id(b)] for b in group.blocks], axis=2)
-        posterior[f"r_{group.factor}"] = xr.DataArray(
-            values.reshape(*shape, *values.shape[1:]),
-            dims=("chain", "draw", group.level_dim, group.term_dim),
-            coords={group.level_dim: group.levels, group.term_dim: group.terms})
+    kept = post.effects(theta.reshape(-1, post.ndim))
+    model.add_effect_draws(posterior, None, dict(zip(map(id, partial.kept), kept, strict=True)))
     return az.InferenceData(posterior=posterior, sample_stats=stats)
